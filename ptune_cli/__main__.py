@@ -1,0 +1,3 @@
+from ptune_cli.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""The typer app shared by every command module, and small CLI helpers.
+
+Commands live one per module in this package (``data.py``, ``translate.py``, ``train.py``,
+``eval.py``…): each parses options and calls one plain function elsewhere in ``ptune_cli``.
+Heavy libraries (torch, transformers) are imported inside command bodies only, so
+``ptune --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from ptune_cli.errors import UserError
+
+
+class _Group(TyperGroup):
+    """Turns :class:`UserError` into one line on stderr and exit code 1 (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        # keep the order of the chain, not alphabetical
+        return list(self.commands)
+
+
+app = typer.Typer(
+    name="ptune",
+    cls=_Group,
+    help="P-tuning for languages without labeled data: "
+    "translate → normalize-labels → kfold → train → eval.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def example(*lines: str) -> str:
+    """An epilog with examples, shown at the end of ``--help``."""
+    body = "\n\n".join(f"  $ {line}" for line in lines)
+    return f"Example:\n\n{body}"
+
+
+def stderr_console():
+    """A rich console on stderr (tables, summaries); quiet formatting when not a TTY."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def stdout_console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def progress(transient: bool = False):
+    """A rich progress bar on stderr, disabled when stderr is not a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr_console(),
+        transient=transient,
+        disable=not sys.stderr.isatty(),
+    )

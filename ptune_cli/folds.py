@@ -1,0 +1,205 @@
+"""``ptune kfold``: stratified, grouped, deterministic k-fold splits with a manifest.
+
+Every input record lands in exactly one fold's ``test.jsonl``; within a fold, ``val`` is carved
+from the non-test part and ``train`` is the rest (optionally subsampled for data-reduction
+studies). The same input and options give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ptune_cli.errors import UserError
+from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_json, write_records
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class KFoldConfig:
+    """Options of ``ptune kfold`` (names match the CLI flags)."""
+
+    k: int = field(default=10, metadata={"help": "number of folds (>= 2)"})
+    seed: int = field(default=42, metadata={"help": "random seed for the assignment"})
+    label_field: str = field(default="label", metadata={"help": "field to stratify by"})
+    stratify: bool = field(default=True, metadata={"help": "balance labels across folds"})
+    group_field: str | None = field(default=None, metadata={"help": "keep equal values together"})
+    val_fraction: float = field(default=0.1, metadata={"help": "share of non-test data for val"})
+    train_fraction: float = field(default=1.0, metadata={"help": "share of train kept"})
+
+    def validate(self) -> None:
+        problems = []
+        if self.k < 2:
+            problems.append(f"--k must be at least 2 (got {self.k})")
+        if not 0.0 <= self.val_fraction < 1.0:
+            problems.append(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
+        if not 0.0 < self.train_fraction <= 1.0:
+            problems.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
+        if problems:
+            raise UserError("; ".join(problems))
+
+
+@dataclass
+class Fold:
+    train: list[int]
+    val: list[int]
+    test: list[int]
+
+
+def _key(value: object) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _units(records: list[dict], cfg: KFoldConfig) -> tuple[list[list[int]], list[str]]:
+    """Group record indices into units (groups) and give each unit a stratum label."""
+    if cfg.group_field:
+        by_group: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(records):
+            by_group[_key(r[cfg.group_field])].append(i)
+        units = list(by_group.values())
+    else:
+        units = [[i] for i in range(len(records))]
+    use_labels = cfg.stratify and any(cfg.label_field in r for r in records)
+    strata = []
+    for u in units:
+        if use_labels:
+            c = Counter(_key(records[i].get(cfg.label_field)) for i in u)
+            strata.append(min(c, key=lambda lab: (-c[lab], lab)))  # majority label of the group
+        else:
+            strata.append("")
+    return units, strata
+
+
+def _assign(units: list[list[int]], strata: list[str], n_bins: int, rng: random.Random) -> list[int]:
+    """Greedy balanced assignment of units to bins: per stratum, biggest units first, each to the
+    bin with the fewest records of that stratum (ties: fewest records overall, then lowest bin)."""
+    per_stratum: dict[str, list[int]] = defaultdict(list)
+    for u, s in enumerate(strata):
+        per_stratum[s].append(u)
+    totals = [0] * n_bins
+    out = [0] * len(units)
+    for s in sorted(per_stratum):
+        order = per_stratum[s][:]
+        rng.shuffle(order)
+        order.sort(key=lambda u: -len(units[u]))  # stable: shuffled order breaks ties
+        counts = [0] * n_bins
+        for u in order:
+            b = min(range(n_bins), key=lambda b: (counts[b], totals[b], b))
+            out[u] = b
+            counts[b] += len(units[u])
+            totals[b] += len(units[u])
+    return out
+
+
+def _carve_val(pool: list[int], units, strata, fraction: float, rng: random.Random) -> set[int]:
+    """Pick units for val from ``pool``: per stratum about ``fraction`` of its records."""
+    if fraction <= 0:
+        return set()
+    per: dict[str, list[int]] = defaultdict(list)
+    for u in pool:
+        per[strata[u]].append(u)
+    chosen: set[int] = set()
+    for s in sorted(per):
+        order = per[s][:]
+        rng.shuffle(order)
+        want = round(fraction * sum(len(units[u]) for u in order))
+        got = 0
+        for u in order:
+            if got >= want:
+                break
+            chosen.add(u)
+            got += len(units[u])
+    return chosen
+
+
+def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
+    """Split ``records`` into ``cfg.k`` folds of record indices (input order kept in each split)."""
+    cfg.validate()
+    units, strata = _units(records, cfg)
+    what = "groups" if cfg.group_field else "records"
+    if cfg.k > len(units):
+        raise UserError(f"--k {cfg.k} is larger than the number of {what} ({len(units)})")
+    fold_of = _assign(units, strata, cfg.k, random.Random(cfg.seed))
+    folds = []
+    for f in range(cfg.k):
+        rng = random.Random(f"{cfg.seed}-{f}")
+        test_u = [u for u in range(len(units)) if fold_of[u] == f]
+        rest_u = [u for u in range(len(units)) if fold_of[u] != f]
+        val_u = _carve_val(rest_u, units, strata, cfg.val_fraction, rng)
+        train_u = [u for u in rest_u if u not in val_u]
+        if not train_u:
+            raise UserError(f"fold {f}: no training data left (lower --val-fraction or --k)")
+        train = sorted(i for u in train_u for i in units[u])
+        if cfg.train_fraction < 1.0:
+            keep = max(1, round(cfg.train_fraction * len(train)))
+            train = sorted(rng.sample(train, keep))
+        folds.append(
+            Fold(
+                train=train,
+                val=sorted(i for u in val_u for i in units[u]),
+                test=sorted(i for u in test_u for i in units[u]),
+            )
+        )
+    return folds
+
+
+def _read_input(path: str | os.PathLike, cfg: KFoldConfig) -> tuple[list[dict], str]:
+    required = {cfg.group_field: None} if cfg.group_field else {}
+    records = [r for _, r in iter_records(path, required)]
+    if str(path) == STDIO:
+        digest = hashlib.sha256("".join(dumps(r) + "\n" for r in records).encode()).hexdigest()
+    else:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return records, digest
+
+
+def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldConfig) -> dict:
+    """Write ``outdir/fold_XX/{train,val,test}.jsonl`` and ``manifest.json``; returns the manifest.
+
+    The folder is built beside ``outdir`` and swapped in at the end, so a failure leaves any
+    earlier ``outdir`` as it was.
+    """
+    cfg.validate()
+    records, digest = _read_input(input, cfg)
+    folds = kfold(records, cfg)
+    outdir = Path(outdir)
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    manifest = {
+        "command": "ptune kfold",
+        "input": display_name(input),
+        "input_sha256": digest,
+        "records": len(records),
+        "options": asdict(cfg),
+        "folds": [],
+    }
+    try:
+        for f, fold in enumerate(folds):
+            entry = {"fold": f, "counts": {}, "label_counts": {}}
+            for split in SPLITS:
+                idx = getattr(fold, split)
+                write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
+                entry["counts"][split] = len(idx)
+                labels = Counter(_key(records[i][cfg.label_field]) for i in idx if cfg.label_field in records[i])
+                entry["label_counts"][split] = dict(sorted(labels.items()))
+            manifest["folds"].append(entry)
+        write_json(tmp / "manifest.json", manifest)
+        if outdir.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
+            os.replace(outdir, old / "x")
+            os.replace(tmp, outdir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
