@@ -5,6 +5,7 @@ from __future__ import annotations
 from ptune_cli.cli._app import app
 
 # Registration order is the order shown in `ptune --help` (the order of the chain).
+from ptune_cli.cli import prepare as _prepare  # noqa: E402,F401
 from ptune_cli.cli import translate as _translate  # noqa: E402,F401
 from ptune_cli.cli import data as _data  # noqa: E402,F401
 from ptune_cli.cli import train as _train  # noqa: E402,F401
