@@ -10,6 +10,7 @@ from ptune_cli.cli import translate as _translate  # noqa: E402,F401
 from ptune_cli.cli import data as _data  # noqa: E402,F401
 from ptune_cli.cli import train as _train  # noqa: E402,F401
 from ptune_cli.cli import eval as _eval  # noqa: E402,F401
+from ptune_cli.cli import report as _report  # noqa: E402,F401
 
 
 def main() -> None:
