@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ptune_cli.errors import UserError
 from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_json, write_records
+from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
 
 SPLITS = ("train", "val", "test")
 
@@ -58,6 +59,14 @@ def _key(value: object) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
+def stratum_of(value: object) -> str:
+    """The stratum of a label: the intent for intent/slot labels (full label strings are nearly
+    unique, so stratifying by them would balance nothing), else the label itself."""
+    if looks_like_intent_slot(value):
+        return parse_intent_slot(value).intent or ""
+    return _key(value)
+
+
 def _units(records: list[dict], cfg: KFoldConfig) -> tuple[list[list[int]], list[str]]:
     """Group record indices into units (groups) and give each unit a stratum label."""
     if cfg.group_field:
@@ -71,7 +80,7 @@ def _units(records: list[dict], cfg: KFoldConfig) -> tuple[list[list[int]], list
     strata = []
     for u in units:
         if use_labels:
-            c = Counter(_key(records[i].get(cfg.label_field)) for i in u)
+            c = Counter(stratum_of(records[i].get(cfg.label_field)) for i in u)
             strata.append(min(c, key=lambda lab: (-c[lab], lab)))  # majority label of the group
         else:
             strata.append("")
@@ -188,7 +197,7 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
                 idx = getattr(fold, split)
                 write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
                 entry["counts"][split] = len(idx)
-                labels = Counter(_key(records[i][cfg.label_field]) for i in idx if cfg.label_field in records[i])
+                labels = Counter(stratum_of(records[i][cfg.label_field]) for i in idx if cfg.label_field in records[i])
                 entry["label_counts"][split] = dict(sorted(labels.items()))
             manifest["folds"].append(entry)
         write_json(tmp / "manifest.json", manifest)

@@ -1,3 +1,4 @@
+# ruff: noqa: I001  (import order = command order in --help)
 """``ptune`` command line: one module per command, registered on one typer app."""
 
 from __future__ import annotations

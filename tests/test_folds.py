@@ -1,0 +1,156 @@
+"""kfold: partition, stratification, grouping, determinism, train fraction, errors."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+
+import pytest
+from typer.testing import CliRunner
+
+from ptune_cli.cli import app
+from ptune_cli.errors import UserError
+from ptune_cli.folds import KFoldConfig, kfold, run_kfold, stratum_of
+from ptune_cli.io import read_records, write_records
+
+runner = CliRunner()
+
+
+def _records(n=103, labels=("positiv", "negativ", "neutral"), seed=0):
+    rng = random.Random(seed)
+    return [{"id": i, "sentence": f"s{i}", "label": rng.choice(labels)} for i in range(n)]
+
+
+def check_folds(records, folds, cfg):
+    n = len(records)
+    tests = [i for f in folds for i in f.test]
+    assert sorted(tests) == list(range(n)), "test sets must partition the input"
+    for f in folds:
+        tr, va, te = set(f.train), set(f.val), set(f.test)
+        assert not (tr & va) and not (tr & te) and not (va & te)
+        if cfg.train_fraction == 1.0:
+            assert tr | va | te == set(range(n))
+    if cfg.stratify and not cfg.group_field:
+        per_fold = [Counter(stratum_of(records[i][cfg.label_field]) for i in f.test) for f in folds]
+        for lab in set().union(*per_fold):
+            counts = [c[lab] for c in per_fold]
+            assert max(counts) - min(counts) <= 1, (lab, counts)
+    if cfg.group_field:
+        where = {}
+        for fi, f in enumerate(folds):
+            for split in ("train", "val", "test"):
+                for i in getattr(f, split):
+                    g = records[i][cfg.group_field]
+                    where.setdefault((fi, g), set()).add(split)
+        assert all(len(s) == 1 for s in where.values()), "a group straddles splits"
+        fold_of = {}
+        for fi, f in enumerate(folds):
+            for i in f.test:
+                assert fold_of.setdefault(records[i][cfg.group_field], fi) == fi
+
+
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_partition_and_stratification(k):
+    recs = _records()
+    cfg = KFoldConfig(k=k)
+    check_folds(recs, kfold(recs, cfg), cfg)
+
+
+def test_grouping():
+    recs = [{"g": i // 3, "label": ["a", "b"][i % 2]} for i in range(60)]
+    cfg = KFoldConfig(k=5, group_field="g")
+    check_folds(recs, kfold(recs, cfg), cfg)
+
+
+def test_val_is_about_the_fraction():
+    recs = _records(200)
+    folds = kfold(recs, KFoldConfig(k=10, val_fraction=0.1))
+    for f in folds:
+        assert abs(len(f.val) - 18) <= 3
+
+
+def test_train_fraction_subsets_train_only():
+    recs = _records(200)
+    full = kfold(recs, KFoldConfig(k=4))
+    small = kfold(recs, KFoldConfig(k=4, train_fraction=0.05))
+    for a, b in zip(full, small):
+        assert set(b.train) <= set(a.train)
+        assert len(b.train) == max(1, round(0.05 * len(a.train)))
+        assert a.val == b.val and a.test == b.test
+    tiny = kfold(recs, KFoldConfig(k=4, train_fraction=0.001))
+    assert all(len(f.train) == 1 for f in tiny)
+
+
+def test_seed_changes_assignment_and_is_deterministic():
+    recs = _records()
+    a = kfold(recs, KFoldConfig(k=5, seed=1))
+    assert a == kfold(recs, KFoldConfig(k=5, seed=1))
+    assert a != kfold(recs, KFoldConfig(k=5, seed=2))
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (KFoldConfig(k=1), "--k must be at least 2"),
+    (KFoldConfig(k=200), "larger than the number of records"),
+    (KFoldConfig(k=3, group_field="g"), "larger than the number of groups"),
+    (KFoldConfig(k=3, val_fraction=1.5, train_fraction=0), "--val-fraction .*; --train-fraction"),
+])
+def test_errors(cfg, match):
+    recs = [{"g": i % 2, "label": "a"} for i in range(20)]
+    with pytest.raises(UserError, match=match):
+        kfold(recs, cfg)
+
+
+def test_run_kfold_files_manifest_and_bytes(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(50))
+    m1 = run_kfold(src, tmp_path / "a", KFoldConfig(k=3))
+    run_kfold(src, tmp_path / "b", KFoldConfig(k=3))
+    files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file())
+    assert [str(f) for f in files][:3] == ["fold_00/test.jsonl", "fold_00/train.jsonl", "fold_00/val.jsonl"]
+    assert len(files) == 3 * 3 + 1
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
+    man = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert man == m1 and man["records"] == 50 and len(man["input_sha256"]) == 64
+    assert sum(f["counts"]["test"] for f in man["folds"]) == 50
+    assert man["options"]["k"] == 3
+
+
+def test_cli_kfold_and_rerun_replaces(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(30))
+    out = tmp_path / "folds"
+    for k in (5, 3):
+        r = runner.invoke(app, ["kfold", str(src), "-o", str(out), "--k", str(k)])
+        assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["fold_00", "fold_01", "fold_02", "manifest.json"]
+    assert sum(len(read_records(out / f"fold_{i:02d}" / "test.jsonl")) for i in range(3)) == 30
+
+
+def test_cli_kfold_error_leaves_no_output(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(4))
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "10"])
+    assert r.exit_code == 1 and "larger than the number of records (4)" in r.output
+    assert not (tmp_path / "f").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.jsonl"]
+
+
+# ---- real data (skipped when ../shared/data is absent) ------------------------------------
+
+
+@pytest.mark.parametrize("rel", ["assistant/assistant_all.jsonl", "financial_phrasebank/fpb_allagree_sentiment.jsonl"])
+def test_real_sets(shared_data, rel):
+    recs = read_records(shared_data / rel)
+    cfg = KFoldConfig(k=10)
+    check_folds(recs, kfold(recs, cfg), cfg)
+
+
+def test_real_fiqa_grouped_by_headline(shared_data):
+    recs = read_records(shared_data / "fiqa" / "fiqa_headline_sentiment.jsonl")
+    for r in recs:  # headlines repeat with different targets: group by the text itself
+        r["headline"] = r["sentence"].rsplit(" Sentiment for ", 1)[0]
+    assert len({r["headline"] for r in recs}) < len(recs)
+    cfg = KFoldConfig(k=10, group_field="headline")
+    check_folds(recs, kfold(recs, cfg), cfg)

@@ -1,0 +1,74 @@
+"""JSONL I/O: round-trips, file:line errors for bad input, atomic output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ptune_cli.errors import UserError
+from ptune_cli.io import atomic_output, read_records, write_records
+
+
+def _write(tmp_path, data: bytes, name="in.jsonl"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def test_round_trip_keeps_order_and_utf8(tmp_path):
+    recs = [{"z": 1, "a": "Känslor för Lloyds ✓", "m": [1, {"x": None}]}, {"b": "é"}]
+    out = tmp_path / "o.jsonl"
+    assert write_records(out, recs) == 2
+    text = out.read_text(encoding="utf-8")
+    assert "Känslor" in text and "\\u" not in text
+    assert list(json.loads(text.splitlines()[0])) == ["z", "a", "m"]
+    assert read_records(out) == recs
+
+
+@pytest.mark.parametrize(
+    "data, required, expected",
+    [
+        (b'{"a": "x"}\n{"a": \n', (), "in.jsonl:2: invalid JSON"),
+        (b'{"a": "x"}\n[1, 2]\n', (), "in.jsonl:2: expected a JSON object, got list"),
+        (b'{"a": "x"}\n\n{"b": "y"}\n', ("a",), "in.jsonl:3: field 'a': missing required field"),
+        (b'{"a": 3}\n', ("a",), "in.jsonl:1: field 'a': expected a string, got int"),
+        (b"", (), "in.jsonl: empty file"),
+        (b"\n  \n", (), "in.jsonl: empty file"),
+        (b'{"a": "ok"}\n{"a": "\xff"}\n', (), "in.jsonl:2: not valid UTF-8"),
+    ],
+)
+def test_bad_input_names_file_and_line(tmp_path, data, required, expected):
+    p = _write(tmp_path, data)
+    with pytest.raises(UserError) as e:
+        read_records(p, required)
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / expected.split(":")[0])) or expected in msg
+    assert expected.split("in.jsonl", 1)[1] in msg
+    assert "\n" not in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        read_records(tmp_path / "nope.jsonl")
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError), atomic_output(target) as fh:
+        fh.write("partial")
+        raise RuntimeError("boom")
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def test_write_records_failure_mid_stream_keeps_no_partial_file(tmp_path):
+    def gen():
+        yield {"a": 1}
+        raise UserError("bad record")
+
+    out = tmp_path / "o.jsonl"
+    with pytest.raises(UserError):
+        write_records(out, gen())
+    assert not out.exists() and list(tmp_path.iterdir()) == []
