@@ -1,0 +1,171 @@
+"""Scoring: classification accuracy and intent/slot P/R/F1, exactly as defined in REFERENCE.md.
+
+* Classification: the text up to the first newline, stripped, lowercased, trailing punctuation
+  removed, then mapped through the label normalization (if any); gold goes through the same.
+* Intent/slot: :func:`ptune_cli.labels.parse_intent_slot`; intent accuracy / precision / recall,
+  slot micro P/R/F1 over multisets of ``(type, value)`` pairs, exact match.
+* Any 0/0 is 0.0.
+
+Every scorer returns a plain dict (the results JSON) with ``per_label`` rows
+``{label, precision, recall, f1, support}`` (intent/slot rows also carry ``kind``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from ptune_cli.errors import UserError
+from ptune_cli.labels import LabelMap, label_key, looks_like_intent_slot, parse_intent_slot
+
+METRICS = ("auto", "accuracy", "intent-slot")
+
+
+def ratio(num: float, den: float) -> float:
+    """``num / den`` with 0/0 (and x/0) reported as 0.0."""
+    return num / den if den else 0.0
+
+
+def f1(p: float, r: float) -> float:
+    """Harmonic mean of precision and recall (0.0 when both are 0)."""
+    return ratio(2 * p * r, p + r)
+
+
+def _prf(tp: int, n_pred: int, n_gold: int) -> dict:
+    p, r = ratio(tp, n_pred), ratio(tp, n_gold)
+    return {"precision": p, "recall": r, "f1": f1(p, r)}
+
+
+def class_key(text: str | None, label_map: LabelMap | None = None) -> str:
+    """The comparison form of a class label or generated text (see module docstring)."""
+    first_line = (text or "").split("\n", 1)[0]
+    key = label_key(first_line)
+    return label_map.normalize(key) if label_map is not None else key
+
+
+def resolve_metric(metric: str, golds: Sequence[str]) -> str:
+    """``auto`` -> ``intent-slot`` when any gold label has ``Intent:``, else ``accuracy``."""
+    if metric not in METRICS:
+        raise UserError(f"--metric: unknown metric '{metric}' (choose from {', '.join(METRICS)})")
+    if metric != "auto":
+        return metric
+    return "intent-slot" if any(looks_like_intent_slot(g) for g in golds) else "accuracy"
+
+
+def _check_lengths(golds: Sequence, preds: Sequence) -> None:
+    if len(golds) != len(preds):
+        raise UserError(
+            f"{len(preds)} predictions for {len(golds)} gold labels (score files of equal length)"
+        )
+
+
+def score_accuracy(
+    golds: Sequence[str], preds: Sequence[str], label_map: LabelMap | None = None
+) -> dict:
+    """Classification accuracy with per-label precision/recall/F1 (rows for the gold labels).
+
+    ``out_of_set`` counts predictions that match none of the gold labels.
+    """
+    _check_lengths(golds, preds)
+    g = [class_key(x, label_map) for x in golds]
+    p = [class_key(x, label_map) for x in preds]
+    correct = sum(a == b for a, b in zip(g, p, strict=True))
+    gold_n, pred_n = Counter(g), Counter(p)
+    tp = Counter(a for a, b in zip(g, p, strict=True) if a == b)
+    rows = [
+        {"label": lab, **_prf(tp[lab], pred_n[lab], gold_n[lab]), "support": gold_n[lab]}
+        for lab in sorted(gold_n)
+    ]
+    return {
+        "metric": "accuracy",
+        "n": len(g),
+        "accuracy": ratio(correct, len(g)),
+        "correct": correct,
+        "macro_f1": ratio(sum(r["f1"] for r in rows), len(rows)),
+        "out_of_set": sum(n for lab, n in pred_n.items() if lab not in gold_n),
+        "per_label": rows,
+    }
+
+
+def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
+    """Intent accuracy/P/R/F1, slot micro P/R/F1 over (type, value) multisets, exact match.
+
+    An intent counts as correct when the gold has an intent and the prediction's equals it.
+    Per-label rows: one per gold or predicted intent (``kind: intent``) and per slot type
+    (``kind: slot``), sorted by name.
+    """
+    _check_lengths(golds, preds)
+    correct = exact = n_pred_int = n_gold_int = 0
+    slot_tp = slot_pred = slot_gold = 0
+    int_tp, int_pred, int_gold = Counter(), Counter(), Counter()
+    typ_tp, typ_pred, typ_gold = Counter(), Counter(), Counter()
+    for gold_text, pred_text in zip(golds, preds, strict=True):
+        gold, pred = parse_intent_slot(gold_text), parse_intent_slot(pred_text)
+        ok = gold.intent is not None and pred.intent == gold.intent
+        correct += ok
+        n_pred_int += pred.intent is not None
+        n_gold_int += gold.intent is not None
+        if pred.intent is not None:
+            int_pred[pred.intent] += 1
+        if gold.intent is not None:
+            int_gold[gold.intent] += 1
+            int_tp[gold.intent] += ok
+        gs, ps = gold.slot_counter, pred.slot_counter
+        inter = gs & ps  # multiset intersection
+        slot_tp += sum(inter.values())
+        slot_pred += sum(ps.values())
+        slot_gold += sum(gs.values())
+        for (stype, _), k in inter.items():
+            typ_tp[stype] += k
+        for (stype, _), k in ps.items():
+            typ_pred[stype] += k
+        for (stype, _), k in gs.items():
+            typ_gold[stype] += k
+        exact += ok and gs == ps
+    n = len(golds)
+    intent = {"accuracy": ratio(correct, n), **_prf(correct, n_pred_int, n_gold_int)}
+    rows = [
+        {"kind": "intent", "label": lab, **_prf(int_tp[lab], int_pred[lab], int_gold[lab]),
+         "support": int_gold[lab]}
+        for lab in sorted(set(int_gold) | set(int_pred))
+    ] + [
+        {"kind": "slot", "label": t, **_prf(typ_tp[t], typ_pred[t], typ_gold[t]),
+         "support": typ_gold[t]}
+        for t in sorted(set(typ_gold) | set(typ_pred))
+    ]
+    return {
+        "metric": "intent-slot",
+        "n": n,
+        "intent": intent,
+        "slot": _prf(slot_tp, slot_pred, slot_gold),
+        "exact_match": ratio(exact, n),
+        "counts": {
+            "intent_correct": correct, "intent_predicted": n_pred_int, "intent_gold": n_gold_int,
+            "slot_tp": slot_tp, "slot_predicted": slot_pred, "slot_gold": slot_gold,
+            "exact": exact,
+        },
+        "per_label": rows,
+    }
+
+
+def score(
+    golds: Sequence[str],
+    preds: Sequence[str],
+    metric: str = "auto",
+    label_map: LabelMap | None = None,
+) -> dict:
+    """Score predictions against gold labels with ``metric`` (auto / accuracy / intent-slot)."""
+    metric = resolve_metric(metric, golds)
+    if metric == "accuracy":
+        return score_accuracy(golds, preds, label_map)
+    return score_intent_slot(golds, preds)
+
+
+def headline(results: dict) -> dict[str, float]:
+    """The headline numbers of a results dict, flat (``intent.f1`` style keys)."""
+    if results.get("metric") == "accuracy":
+        return {"accuracy": results["accuracy"], "macro_f1": results.get("macro_f1", 0.0)}
+    out = {f"intent.{k}": results["intent"][k] for k in ("accuracy", "precision", "recall", "f1")}
+    out.update({f"slot.{k}": results["slot"][k] for k in ("precision", "recall", "f1")})
+    out["exact_match"] = results["exact_match"]
+    return out
