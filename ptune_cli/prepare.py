@@ -1,0 +1,291 @@
+"""``ptune prepare``: public source datasets → the toolkit's JSONL (NeMo record format).
+
+Three sources, each read from local files (the Makefile fetches them when online):
+
+* ``nlu-eval`` — NLU-Evaluation-Data annotated CSV (``;``-separated, ``[type : value]`` markup in
+  ``answer_annotation``) → ``intent_and_slot`` records with
+  ``"\\nIntent: scenario_intent\\nSlots: type(value), …"`` (``Slots: None`` when empty). Adjacent
+  spans of one type with only spaces between them are merged into one slot, as NeMo's
+  word-level grouping does.
+* ``phrasebank`` — Financial PhraseBank ``Sentences_*.txt`` (``sentence@label`` lines,
+  ISO-8859-1 in the original release) → ``sentiment-task`` records.
+* ``fiqa`` — FiQA 2018 task-1 JSON (``{id: {sentence, info: [{target, sentiment_score}]}}``) →
+  one ``sentiment-task`` record per (text, target): ``"<text> Sentiment for <target>"``, label
+  from the score: ``< -t`` negative, ``[-t, t)`` neutral, ``>= t`` positive (t = 0.1 by default).
+
+A bad row stops the run with ``file:line`` and what is wrong; with ``skip_bad`` it is left out
+and listed in the result instead (never dropped silently).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ptune_cli.errors import UserError, at
+from ptune_cli.io import write_records
+
+SOURCES = ("nlu-eval", "phrasebank", "fiqa")
+DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task"}
+SENTIMENT_LABELS = ("positive", "negative", "neutral")
+_SUFFIX_SOURCE = {".csv": "nlu-eval", ".txt": "phrasebank", ".json": "fiqa"}
+
+
+@dataclass
+class BadRow:
+    """One source row that cannot be converted: where it is and what is wrong."""
+
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class PrepareConfig:
+    """Options of ``ptune prepare`` (names match the CLI flags)."""
+
+    inputs: list[Path]
+    output: str
+    source: str = field(default="auto", metadata={"help": "nlu-eval | phrasebank | fiqa | auto (by suffix)"})
+    taskname: str | None = field(default=None, metadata={"help": "taskname field (default per source)"})
+    encoding: str = field(default="auto", metadata={"help": "phrasebank text encoding; auto = UTF-8, else ISO-8859-1"})
+    neutral_band: float = field(default=0.1, metadata={"help": "FiQA: |score| below this is neutral"})
+    utterance_column: str = field(default="answer_from_anno", metadata={"help": "nlu-eval: utterance column"})
+    skip_bad: bool = field(default=False, metadata={"help": "leave bad rows out (listed) instead of failing"})
+
+    def validate(self) -> None:
+        problems = []
+        if not self.inputs:
+            problems.append("give at least one INPUT file")
+        for p in self.inputs:
+            if not Path(p).is_file():
+                problems.append(f"INPUT {p}: no such file")
+        if self.source not in (*SOURCES, "auto"):
+            problems.append(f"--source must be one of auto, {', '.join(SOURCES)} (got {self.source!r})")
+        elif self.source == "auto":
+            unknown = [str(p) for p in self.inputs if Path(p).suffix.lower() not in _SUFFIX_SOURCE]
+            if unknown:
+                problems.append(f"--source auto cannot tell the format of {', '.join(unknown)} (give --source)")
+        if not 0.0 <= self.neutral_band < 1.0:
+            problems.append(f"--neutral-band must be in [0, 1) (got {self.neutral_band})")
+        if self.encoding != "auto":
+            try:
+                "".encode(self.encoding)
+            except LookupError:
+                problems.append(f"--encoding: unknown encoding {self.encoding!r}")
+        if problems:
+            raise UserError("; ".join(problems))
+
+    def source_of(self, path: Path) -> str:
+        return self.source if self.source != "auto" else _SUFFIX_SOURCE[Path(path).suffix.lower()]
+
+
+@dataclass
+class PrepareResult:
+    """What ``run_prepare`` wrote: counts per label and per input, and the rows left out."""
+
+    records: int = 0
+    labels: Counter = field(default_factory=Counter)
+    per_input: dict[str, int] = field(default_factory=dict)
+    skipped: list[BadRow] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# NLU-Evaluation-Data
+
+_SPAN = re.compile(r"\[([^\[\]]*)\]")
+_WS = re.compile(r"\s+")
+
+
+def parse_annotation(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """``"wake me at [time : seven am]"`` → (plain utterance, [(type, value)]) with merging.
+
+    Raises ``ValueError`` on unbalanced brackets or a span without ``type : value``.
+    """
+    pieces: list[str] = []
+    spans: list[tuple[str, str, bool]] = []  # (type, value, only-spaces-before)
+    pos = 0
+    for m in _SPAN.finditer(text):
+        between = text[pos : m.start()]
+        if "[" in between or "]" in between:
+            raise ValueError(f"unbalanced brackets near {between.strip()[:30]!r}")
+        stype, sep, value = m.group(1).partition(":")
+        if not sep or not stype.strip() or not value.strip():
+            raise ValueError(f"slot span [{m.group(1)}] is not [type : value]")
+        pieces.append(between)
+        spans.append((stype.strip(), value.strip(), not between.strip() and bool(spans)))
+        pieces.append(value.strip())
+        pos = m.end()
+    tail = text[pos:]
+    if "[" in tail or "]" in tail:
+        raise ValueError(f"unbalanced brackets near {tail.strip()[:30]!r}")
+    pieces.append(tail)
+    merged: list[tuple[str, str]] = []
+    for stype, value, adjacent in spans:
+        if adjacent and merged and merged[-1][0] == stype:
+            merged[-1] = (stype, f"{merged[-1][1]} {value}")
+        else:
+            merged.append((stype, value))
+    return "".join(pieces).strip(), merged
+
+
+def format_intent_slot(intent: str, slots: list[tuple[str, str]]) -> str:
+    """The NeMo intent/slot label string."""
+    body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
+    return f"\nIntent: {intent}\nSlots: {body}"
+
+
+def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
+    text = path.read_text(encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
+    missing = [c for c in ("scenario", "intent", "answer_annotation") if c not in (reader.fieldnames or [])]
+    if missing:
+        raise UserError(f"{at(path, 1)}: CSV header lacks {', '.join(missing)} (is this NLU-Evaluation-Data with ';' separators?)")
+    start = 2
+    for row in reader:
+        where = at(path, start)
+        start = reader.line_num + 1
+        if None in row or any(v is None for v in row.values()):
+            yield BadRow(where, f"expected {len(reader.fieldnames)} ';'-separated fields")
+            continue
+        scenario, intent = row["scenario"].strip(), row["intent"].strip()
+        try:
+            plain, slots = parse_annotation(row["answer_annotation"])
+        except ValueError as e:
+            yield BadRow(f"{where}: field 'answer_annotation'", str(e))
+            continue
+        utterance = row.get(cfg.utterance_column)
+        utterance = plain if utterance is None else utterance.strip()
+        if not scenario or not intent or not utterance:
+            yield BadRow(where, "empty scenario, intent or utterance")
+            continue
+        yield {"taskname": taskname, "utterance": utterance, "label": format_intent_slot(f"{scenario}_{intent}", slots)}
+
+
+# ---------------------------------------------------------------------------------------------
+# Financial PhraseBank
+
+
+def decode_text(data: bytes, encoding: str) -> str:
+    """``auto``: strict UTF-8 (re-encoded copies), else ISO-8859-1 (the original release)."""
+    if encoding != "auto":
+        return data.decode(encoding)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("iso-8859-1")
+
+
+def _phrasebank_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
+    try:
+        text = decode_text(path.read_bytes(), cfg.encoding)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not valid {cfg.encoding} (byte {e.start + 1}); try --encoding auto") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        sentence, sep, label = line.rpartition("@")
+        label = label.strip().lower()
+        if not sep:
+            yield BadRow(at(path, lineno), "no '@' separating sentence and label")
+        elif label not in SENTIMENT_LABELS:
+            yield BadRow(at(path, lineno), f"label {label!r} is not one of {', '.join(SENTIMENT_LABELS)}")
+        elif not sentence.strip():
+            yield BadRow(at(path, lineno), "empty sentence")
+        else:
+                yield {"taskname": taskname, "sentence": sentence.strip(), "label": label}
+
+
+# ---------------------------------------------------------------------------------------------
+# FiQA 2018 task 1
+
+
+def fiqa_label(score: float, band: float = 0.1) -> str:
+    """``< -band`` negative, ``[-band, band)`` neutral, ``>= band`` positive."""
+    if score < -band:
+        return "negative"
+    return "neutral" if score < band else "positive"
+
+
+def _key_lines(text: str) -> dict[str, int]:
+    """Line number of each top-level ``"id": {`` in a pretty-printed JSON object (for errors)."""
+    lines: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), start=1):
+        m = re.match(r'\s*"([^"]+)"\s*:\s*\{', line)
+        if m:
+            lines.setdefault(m.group(1), n)
+    return lines
+
+
+def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
+    text = path.read_text(encoding="utf-8-sig")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object keyed by id (FiQA task-1 format)")
+    lines = _key_lines(text)
+    for key, item in data.items():
+        where = f"{at(path, lines.get(key))}: id {key!r}"
+        if not isinstance(item, dict) or not isinstance(item.get("sentence"), str) or not isinstance(item.get("info"), list):
+            yield BadRow(where, "expected {'sentence': str, 'info': [...]}")
+            continue
+        sentence = _WS.sub(" ", item["sentence"]).strip()
+        for i, info in enumerate(item["info"]):
+            target = info.get("target") if isinstance(info, dict) else None
+            score = info.get("sentiment_score") if isinstance(info, dict) else None
+            try:
+                value = float(score)
+            except (TypeError, ValueError):
+                yield BadRow(f"{where}: info[{i}]", f"sentiment_score {score!r} is not a number")
+                continue
+            if not isinstance(target, str) or not target.strip():
+                yield BadRow(f"{where}: info[{i}]", "missing target")
+                continue
+            yield {
+                "taskname": taskname,
+                "sentence": f"{sentence} Sentiment for {target.strip()}",
+                "label": fiqa_label(value, cfg.neutral_band),
+            }
+
+
+_READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows, "fiqa": _fiqa_rows}
+
+
+def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
+    """Converted records of every input in order; bad rows raise or go to ``result.skipped``."""
+    for path in cfg.inputs:
+        path = Path(path)
+        source = cfg.source_of(path)
+        n = 0
+        for rec in _READERS[source](path, cfg, cfg.taskname or DEFAULT_TASKNAMES[source]):
+            if isinstance(rec, BadRow):
+                if not cfg.skip_bad:
+                    raise UserError(f"{rec} (fix the row, or pass --skip-bad to leave it out)")
+                result.skipped.append(rec)
+                continue
+            n += 1
+            label = rec["label"]
+            result.labels[label.split("\n")[1].removeprefix("Intent: ") if source == "nlu-eval" else label] += 1
+            yield rec
+        result.per_input[str(path)] = n
+    if not sum(result.per_input.values()):
+        # raised inside the writer, so no output file is left behind
+        raise UserError(f"{', '.join(map(str, cfg.inputs))}: no records converted")
+
+
+def run_prepare(cfg: PrepareConfig) -> PrepareResult:
+    """Convert ``cfg.inputs`` into one JSONL file at ``cfg.output`` (atomic; ``-`` = stdout)."""
+    cfg.validate()
+    result = PrepareResult()
+    result.records = write_records(cfg.output, iter_prepared(cfg, result))
+    return result
