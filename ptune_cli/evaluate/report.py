@@ -1,0 +1,179 @@
+"""Aggregate many results files (one per fold, per training fraction, per sample) into a summary.
+
+``summarize`` groups rows by training fraction and reports per-fold values plus mean ± sample
+standard deviation over the group's results; with repeated random samples at one fraction it
+also reports the spread of the per-sample means (what the data-reduction curve shows).
+Markdown renderers for one results dict and for a summary live here too (the CLI prints them).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from ptune_cli.errors import UserError
+from ptune_cli.evaluate.metrics import headline
+
+DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"]}
+PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1"}
+_FOLD_IN_PATH = re.compile(r"fold[_-]?(\d+)", re.IGNORECASE)
+
+
+def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
+    """Read results JSON files written by ``ptune eval``; UserError naming the bad file."""
+    if not paths:
+        raise UserError("no results files given (pass one or more RESULTS.json)")
+    out = []
+    for p in paths:
+        path = Path(p)
+        if not path.is_file():
+            raise UserError(f"{path}: no such results file")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: not a results JSON file ({e})") from None
+        if not isinstance(data, dict) or data.get("metric") not in DEFAULT_PLOT_KEYS:
+            raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot)")
+        out.append((str(path), data))
+    return out
+
+
+def _row(index: int, path: str, res: dict) -> dict:
+    meta = res.get("meta") or {}
+    fold = meta.get("fold")
+    if fold is None:
+        m = _FOLD_IN_PATH.search(path)
+        fold = int(m.group(1)) if m else index
+    frac = meta.get("train_fraction")
+    return {
+        "file": path,
+        "fold": fold,
+        "train_fraction": 1.0 if frac is None else float(frac),
+        "sample": meta.get("sample"),
+        "n": res.get("n", 0),
+        **headline(res),
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    """Mean and sample std (None with fewer than two values)."""
+    mean = statistics.fmean(values) if values else 0.0
+    return mean, (statistics.stdev(values) if len(values) >= 2 else None)
+
+
+def _group(rows: list[dict], keys: list[str]) -> dict:
+    by_sample: dict[str, list[dict]] = {}
+    for r in rows:
+        by_sample.setdefault(str(r["sample"]), []).append(r)
+    stats = {k: _mean_std([r[k] for r in rows]) for k in keys}
+    per_sample = []
+    for srows in by_sample.values():
+        per_sample.append({"sample": srows[0]["sample"], "results": len(srows),
+                           "mean": {k: statistics.fmean(r[k] for r in srows) for k in keys}})
+    between = {k: _mean_std([ps["mean"][k] for ps in per_sample])[1] for k in keys}
+    return {
+        "train_fraction": rows[0]["train_fraction"],
+        "results": len(rows),
+        "samples": len(per_sample),
+        "mean": {k: v[0] for k, v in stats.items()},
+        "std": {k: v[1] for k, v in stats.items()},
+        "per_sample": per_sample,
+        "std_between_samples": between,
+    }
+
+
+def summarize(results: list[tuple[str, dict]]) -> dict:
+    """Per-result rows and per-training-fraction groups (mean ± sample std over results)."""
+    metrics = {res["metric"] for _, res in results}
+    if len(metrics) > 1:
+        raise UserError(f"results mix metrics ({', '.join(sorted(metrics))}): report them separately")
+    metric = metrics.pop()
+    rows = [_row(i, p, res) for i, (p, res) in enumerate(results)]
+    rows.sort(key=lambda r: (-r["train_fraction"], str(r["sample"]), r["fold"]))
+    keys = list(headline(results[0][1]))
+    fractions = sorted({r["train_fraction"] for r in rows}, reverse=True)
+    groups = [_group([r for r in rows if r["train_fraction"] == f], keys) for f in fractions]
+    return {"metric": metric, "keys": keys, "rows": rows, "groups": groups}
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+_KEY_TITLES = {
+    "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match",
+    "intent.accuracy": "intent acc", "intent.precision": "intent P", "intent.recall": "intent R",
+    "intent.f1": "intent F1", "slot.precision": "slot P", "slot.recall": "slot R", "slot.f1": "slot F1",
+}
+
+
+def key_title(key: str) -> str:
+    return _KEY_TITLES.get(key, key)
+
+
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with two decimals ('–' for None)."""
+    return "–" if x is None else f"{100 * x:.2f}"
+
+
+def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", "\\n")
+
+
+def results_markdown(results: dict) -> str:
+    """One results dict as markdown: the headline numbers (in %) and the per-label rows."""
+    head = headline(results)
+    lines = [f"**{results['metric']}** on {results['n']} records", ""]
+    lines += _table(["metric", "value (%)"], [[key_title(k), pct(v)] for k, v in head.items()])
+    rows = results.get("per_label") or []
+    if rows:
+        has_kind = "kind" in rows[0]
+        header = (["kind"] if has_kind else []) + ["label", "precision", "recall", "F1", "support"]
+        body = [
+            ([r["kind"]] if has_kind else [])
+            + [_cell(r["label"]), pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), str(r["support"])]
+            for r in rows
+        ]
+        lines += ["", *_table(header, body, right_from=2 if has_kind else 1)]
+    return "\n".join(lines) + "\n"
+
+
+def mean_std_text(mean: float, std: float | None) -> str:
+    return pct(mean) if std is None else f"{pct(mean)} ± {pct(std)}"
+
+
+def summary_markdown(summary: dict) -> str:
+    """A summary as markdown: per-fold rows with mean ± std per training fraction, then (with
+    several fractions) the data-reduction table."""
+    keys = summary["keys"]
+    header = ["fold", "train %", "sample", "n"] + [f"{key_title(k)} (%)" for k in keys]
+    lines = [f"## {summary['metric']}: {len(summary['rows'])} results", ""]
+    for g in summary["groups"]:
+        rows = [r for r in summary["rows"] if r["train_fraction"] == g["train_fraction"]]
+        body = [
+            [str(r["fold"]), f"{100 * r['train_fraction']:g}", "–" if r["sample"] is None else str(r["sample"]),
+             str(r["n"])] + [pct(r[k]) for k in keys]
+            for r in rows
+        ]
+        body.append([f"**mean ± std** ({g['results']})", f"{100 * g['train_fraction']:g}", "", ""]
+                    + [f"**{mean_std_text(g['mean'][k], g['std'][k])}**" for k in keys])
+        lines += [*_table(header, body), ""]
+    if len(summary["groups"]) > 1:
+        header = ["train %", "results", "samples"] + [f"{key_title(k)} (%)" for k in keys]
+        body = [
+            [f"{100 * g['train_fraction']:g}", str(g["results"]), str(g["samples"])]
+            + [mean_std_text(g["mean"][k], g["std_between_samples"][k] if g["samples"] > 1 else g["std"][k]) for k in keys]
+            for g in summary["groups"]
+        ]
+        lines += ["### data reduction (± std between samples; over folds when one sample)", "",
+                  *_table(header, body), ""]
+    return "\n".join(lines)

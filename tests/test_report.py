@@ -1,0 +1,135 @@
+"""Fold aggregation (mean ± sample std), markdown and plots of ``ptune report``."""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+from typer.testing import CliRunner
+
+from ptune_cli.cli import app
+from ptune_cli.errors import UserError
+from ptune_cli.evaluate.metrics import score
+from ptune_cli.evaluate.report import load_results, results_markdown, summarize, summary_markdown
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _acc_result(correct: int, n: int, **meta) -> dict:
+    golds = ["positive"] * n
+    preds = ["positive"] * correct + ["negative"] * (n - correct)
+    res = score(golds, preds)
+    res["meta"] = meta
+    return res
+
+
+def _write(tmp_path, name: str, res: dict):
+    p = tmp_path / name
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(res))
+    return str(p)
+
+
+@pytest.fixture
+def fold_files(tmp_path):
+    # accuracies 0.8, 0.9, 0.7: mean 0.8, sample std 0.1
+    return [
+        _write(tmp_path, f"fold_{i:02d}/results.json", _acc_result(c, 10))
+        for i, c in enumerate([8, 9, 7])
+    ]
+
+
+def test_summary_mean_and_sample_std(fold_files):
+    s = summarize(load_results(fold_files))
+    assert s["metric"] == "accuracy"
+    assert [r["fold"] for r in s["rows"]] == [0, 1, 2]  # from the fold_XX path part
+    (g,) = s["groups"]
+    assert g["train_fraction"] == 1.0 and g["results"] == 3
+    assert g["mean"]["accuracy"] == pytest.approx(0.8)
+    assert g["std"]["accuracy"] == pytest.approx(0.1)  # sample std (n - 1)
+    md = summary_markdown(s)
+    assert "**80.00 ± 10.00**" in md
+    assert md.count("\n| ") >= 5
+
+
+def test_single_result_has_no_std(tmp_path):
+    s = summarize(load_results([_write(tmp_path, "r.json", _acc_result(5, 10))]))
+    assert s["groups"][0]["std"]["accuracy"] is None
+    assert "50.00 |" in summary_markdown(s) or "**50.00**" in summary_markdown(s)
+
+
+def test_reduction_groups_and_sample_spread(tmp_path):
+    files = []
+    # 100 %: one sample, 2 folds; 10 %: two samples (seeds 1, 2) x 2 folds
+    for f, c in enumerate([9, 8]):
+        files.append(_write(tmp_path, f"full/fold_{f}.json", _acc_result(c, 10, fold=f, train_fraction=1.0, sample=0)))
+    for s, cs in ((1, [6, 8]), (2, [4, 4])):
+        for f, c in enumerate(cs):
+            files.append(_write(tmp_path, f"p10_s{s}/f{f}.json", _acc_result(c, 10, fold=f, train_fraction=0.1, sample=s)))
+    summ = summarize(load_results(files))
+    g100, g10 = summ["groups"]
+    assert (g100["train_fraction"], g10["train_fraction"]) == (1.0, 0.1)
+    assert g10["results"] == 4 and g10["samples"] == 2
+    assert [ps["mean"]["accuracy"] for ps in g10["per_sample"]] == pytest.approx([0.7, 0.4])
+    assert g10["std_between_samples"]["accuracy"] == pytest.approx(statistics.stdev([0.7, 0.4]))
+    assert g10["std"]["accuracy"] == pytest.approx(statistics.stdev([0.6, 0.8, 0.4, 0.4]))
+    assert g100["std_between_samples"]["accuracy"] is None
+    assert "data reduction" in summary_markdown(summ)
+
+
+def test_intent_slot_summary_keys(tmp_path):
+    res = score(["Intent: a\nSlots: x(1)"], ["Intent: a\nSlots: x(2)"])
+    s = summarize(load_results([_write(tmp_path, "a.json", res), _write(tmp_path, "b.json", res)]))
+    assert s["metric"] == "intent-slot"
+    assert s["groups"][0]["mean"]["intent.accuracy"] == 1.0
+    assert s["groups"][0]["mean"]["slot.f1"] == 0.0
+    assert s["groups"][0]["std"]["exact_match"] == 0.0
+
+
+def test_bad_inputs(tmp_path, fold_files):
+    with pytest.raises(UserError, match="no such results file"):
+        load_results([str(tmp_path / "nope.json")])
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(UserError, match="not a results JSON"):
+        load_results([str(tmp_path / "bad.json")])
+    (tmp_path / "other.json").write_text('{"metric": "bleu"}')
+    with pytest.raises(UserError, match="not a results file"):
+        load_results([str(tmp_path / "other.json")])
+    mixed = fold_files + [_write(tmp_path, "is.json", score(["Intent: a"], ["Intent: a"]))]
+    with pytest.raises(UserError, match="mix metrics"):
+        summarize(load_results(mixed))
+
+
+def test_results_markdown_rows():
+    md = results_markdown(score(["positive", "negative|x"], ["positive", "neutral"]))
+    assert "| accuracy | 50.00 |" in md
+    assert "negative\\|x" in md  # pipes escaped inside cells
+    md2 = results_markdown(score(["Intent: a\nSlots: x(1)"], ["Intent: a\nSlots: x(1)"]))
+    assert "| intent | a |" in md2 and "| slot | x |" in md2
+
+
+def test_report_cli_writes_json_markdown_and_plots(tmp_path, fold_files):
+    out, md, png = tmp_path / "s.json", tmp_path / "s.md", tmp_path / "folds.png"
+    r = CliRunner().invoke(app, ["report", *fold_files, "-o", str(out), "--markdown", str(md), "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.read_text())["groups"][0]["mean"]["accuracy"] == pytest.approx(0.8)
+    assert "80.00 ± 10.00" in md.read_text()
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert "80.00 ± 10.00" in r.stdout
+
+
+def test_report_cli_reduction_plot(tmp_path, fold_files):
+    small = [_write(tmp_path, f"s{s}.json", _acc_result(c, 10, fold=0, train_fraction=0.05, sample=s))
+             for s, c in ((1, 3), (2, 6))]
+    png = tmp_path / "curve.png"
+    r = CliRunner().invoke(app, ["report", *fold_files, *small, "--reduction-plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    # one fraction only: a clear error, and no file left behind
+    png2 = tmp_path / "curve2.png"
+    r = CliRunner().invoke(app, ["report", *fold_files, "--reduction-plot", str(png2)])
+    assert r.exit_code == 1 and "two or more training fractions" in r.output
+    assert not png2.exists()
+    r = CliRunner().invoke(app, ["report", *fold_files, "--plot", str(png2), "--key", "slot.f1"])
+    assert r.exit_code == 1 and "unknown metric key" in r.output
