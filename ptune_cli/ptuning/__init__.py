@@ -1,0 +1,1 @@
+"""P-tuning core: templates, prompt encoders, the prompt table, prompt injection, data."""

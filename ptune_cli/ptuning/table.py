@@ -1,0 +1,77 @@
+"""The prompt table: taskname -> [T, hidden] float32 tensors (safetensors) + JSON metadata.
+
+This is the contract between ``ptune train`` and ``ptune eval``: the encoder that produced the
+prompts is not needed at inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ptune_cli.errors import UserError
+from ptune_cli.io import atomic_output, write_json
+from ptune_cli.ptuning.template import TaskTemplate, template_from_dict
+
+PROMPT_TABLE_FILE = "prompt_table.safetensors"
+PROMPT_META_FILE = "prompt_table.json"
+
+
+def save_prompt_table(run_dir, prompts: dict, meta: dict) -> None:
+    """Write ``prompts`` (taskname -> [T, hidden]) and ``meta`` atomically into ``run_dir``."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().to("cpu").float().contiguous() for k, v in prompts.items()}
+    meta = dict(meta)
+    tasks = dict(meta.get("tasks", {}))
+    for name, t in tensors.items():
+        tasks.setdefault(name, {})
+        tasks[name] = {**tasks[name], "total_virtual_tokens": int(t.shape[0])}
+    meta["tasks"] = tasks
+    if tensors:
+        meta.setdefault("hidden_size", int(next(iter(tensors.values())).shape[1]))
+    out = Path(run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_output(out / PROMPT_TABLE_FILE, "wb") as fh:
+        fh.write(save(tensors, metadata={"format": "pt", "created_by": "ptune-cli"}))
+    write_json(out / PROMPT_META_FILE, meta)
+
+
+@dataclass
+class PromptTable:
+    """Prompts per task and the metadata saved with them."""
+
+    prompts: dict
+    meta: dict
+
+    def template(self, taskname: str) -> TaskTemplate:
+        """The template a task was trained with; UserError naming the known tasks if absent."""
+        templates = self.meta.get("templates", {})
+        if taskname not in templates or taskname not in self.prompts:
+            known = ", ".join(sorted(self.prompts)) or "none"
+            raise UserError(f"task '{taskname}' is not in the prompt table (known tasks: {known})")
+        return template_from_dict(templates[taskname], f"{PROMPT_META_FILE}: {taskname}")
+
+    @property
+    def tasknames(self) -> list[str]:
+        return list(self.prompts)
+
+
+def load_prompt_table(run_dir) -> PromptTable:
+    """Load the table written by :func:`save_prompt_table`."""
+    import json
+
+    from safetensors.torch import load_file
+
+    d = Path(run_dir)
+    table, meta_file = d / PROMPT_TABLE_FILE, d / PROMPT_META_FILE
+    if not table.is_file():
+        raise UserError(f"{d}: no prompt table ({PROMPT_TABLE_FILE}) — run `ptune train` first")
+    if not meta_file.is_file():
+        raise UserError(f"{d}: {PROMPT_META_FILE} missing next to {PROMPT_TABLE_FILE} (copy the whole run folder)")
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        prompts = load_file(str(table))
+    except Exception as e:  # noqa: BLE001 - a damaged file is a user-level problem
+        raise UserError(f"{d}: cannot read the prompt table ({type(e).__name__}: {e})") from None
+    return PromptTable(prompts=prompts, meta=meta)

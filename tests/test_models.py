@@ -1,0 +1,59 @@
+"""Model loading: frozen, pad token, clear errors, ids stored in metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ptune_cli.errors import UserError
+from ptune_cli.models import PACKAGED_ID, load_causal_lm, model_id
+
+
+def test_local_dir_is_frozen(tiny_gpt2_dir):
+    model, tok = load_causal_lm(str(tiny_gpt2_dir))
+    assert not model.training
+    assert all(not p.requires_grad for p in model.parameters())
+    assert tok.pad_token_id is not None
+
+
+def test_pad_token_added_when_missing(tiny_lm_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    tok.pad_token = None
+    d = tmp_path / "m"
+    tok.save_pretrained(d)
+    for f in Path(tiny_lm_dir).iterdir():
+        if f.name.startswith(("config", "model", "generation")):
+            (d / f.name).write_bytes(f.read_bytes())
+    _, tok2 = load_causal_lm(str(d))
+    assert tok2.pad_token_id == tok2.eos_token_id
+
+
+def test_model_id(tiny_lm_dir):
+    assert model_id(None) == PACKAGED_ID == model_id(PACKAGED_ID)
+    assert model_id(str(tiny_lm_dir)) == str(Path(tiny_lm_dir).resolve())
+    assert model_id("org/name") == "org/name"
+
+
+def test_errors_are_one_line(tmp_path):
+    with pytest.raises(UserError, match="no such GGUF file"):
+        load_causal_lm(str(tmp_path / "x.gguf"))
+    with pytest.raises(UserError, match="cannot load model"):
+        load_causal_lm(str(tmp_path))  # an empty folder
+    with pytest.raises(UserError, match="cannot load model"):
+        load_causal_lm("no-such-org/no-such-model-xyz")
+
+
+@pytest.mark.slow
+def test_packaged_default_loads_and_is_cached(tmp_path, monkeypatch):
+    import torch
+
+    model, tok = load_causal_lm(None)
+    assert model.config.hidden_size == 576 and len(tok) == 49152
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    ids = tok("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=3, do_sample=False)
+    assert "Paris" in tok.decode(out[0])
