@@ -1,0 +1,222 @@
+"""The resumable translate run: read → plan → translate in chunks → write → report.
+
+Every record is planned (and validated) before the model is loaded, so bad input fails in a
+second with ``file:line: field``. Records are then processed in chunks of ``chunk_records``;
+each chunk's unique strings go through :class:`Translator` (memo → persistent cache → engine)
+and the finished records are appended to the partial output and fsynced. See
+:mod:`ptune_cli.translate.resume` for how a killed run continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_records
+from ptune_cli.labels import load_label_map
+from ptune_cli.translate.cache import TranslationCache, namespace
+from ptune_cli.translate.config import TranslateConfig
+from ptune_cli.translate.fields import RecordPlan, assemble, first_pass, plan_record, second_pass
+from ptune_cli.translate.quality import Translation
+from ptune_cli.translate.resume import PartialOutput, read_partial
+from ptune_cli.translate.shard import merge_shards, process_context, shard_device, shard_indices
+
+# Test/demo hook: seconds to sleep after each written chunk (makes kill -9 tests deterministic).
+DELAY_ENV = "PTUNE_TRANSLATE_CHUNK_DELAY"
+STAT_KEYS = ("strings", "translated", "cache_hits", "deduplicated", "empty_skipped", "translate_seconds")
+
+
+class Translator:
+    """Unique strings → translations, via an in-run memo, the persistent cache, then the engine."""
+
+    def __init__(self, engine, cache: TranslationCache):
+        self.engine, self.cache = engine, cache
+        self.memo: dict[str, Translation] = {}
+        self.stats: Counter = Counter()
+
+    def translate(self, texts: Sequence[str]) -> dict[str, Translation]:
+        self.stats["strings"] += len(texts)
+        unique = list(dict.fromkeys(texts))
+        out = {t: self.memo[t] for t in unique if t in self.memo}
+        misses = [t for t in unique if t not in out]
+        cached = self.cache.get_many(misses)
+        self.stats["cache_hits"] += len(cached)
+        out.update(cached)
+        todo = [t for t in misses if t not in cached]
+        self.stats["deduplicated"] += len(texts) - len(todo) - len(cached)
+        if todo:
+            start = time.perf_counter()
+
+            def store(idx: list[int], results: list[Translation]) -> None:
+                # committed per batch: a kill -9 loses at most the batch in flight
+                self.cache.put_many((todo[i], r) for i, r in zip(idx, results, strict=True))
+
+            for t, r in zip(todo, self.engine.translate(todo, on_batch=store), strict=True):
+                out[t] = r
+            self.stats["translate_seconds"] += time.perf_counter() - start
+            self.stats["translated"] += len(todo)
+        self.memo.update(out)
+        return out
+
+
+def translate_chunk(plans: list[RecordPlan], translator: Translator, cfg: TranslateConfig) -> tuple[list[dict], Counter]:
+    """Finished records for ``plans`` (in order) and projection counts."""
+    got = translator.translate([t for p in plans for t in first_pass(p)])
+    more = [t for p in plans for t in second_pass(p, got)]
+    if more:
+        got.update(translator.translate(more))
+    records, how = [], Counter()
+    for p in plans:
+        rec, flags, projected = assemble(p, got, cfg.label_field)
+        if flags:
+            rec[cfg.flags_field] = flags
+        records.append(rec)
+        how[projected] += 1
+        translator.stats["empty_skipped"] += sum(1 for piece in p.pieces if not piece.core)
+    return records, how
+
+
+def _fingerprint(cfg: TranslateConfig, records: list[dict], world: int) -> str:
+    h = hashlib.sha256(f"{cfg.run_fingerprint()}|{world}".encode())
+    for r in records:
+        h.update(dumps(r).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def _partial_path(output: str | os.PathLike, rank: int, world: int) -> Path:
+    if str(output) == STDIO:
+        return Path(tempfile.mkdtemp(prefix="ptune-translate-")) / "stdout.partial"
+    out = Path(output)
+    suffix = ".partial" if world == 1 else f".shard{rank}of{world}.partial"
+    return out.with_name(out.name + suffix)
+
+
+def run_translate(
+    input: str | os.PathLike,
+    output: str | os.PathLike,
+    cfg: TranslateConfig,
+    *,
+    engine=None,
+    reference: str | os.PathLike | None = None,
+    reference_field: str | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> dict:
+    """Translate ``input`` to ``output`` (resuming an interrupted run of the same command);
+    returns the run report. ``on_progress(advance, total)`` is called as records finish."""
+    cfg.validate()
+    t0 = time.perf_counter()
+    lexicon = load_label_map(cfg.lexicon)
+    source = display_name(input)
+    numbered = list(iter_records(input))
+    plans = [plan_record(r, ln, source, cfg, lexicon) for ln, r in numbered]
+    ctx = process_context()
+    mine = shard_indices(len(plans), ctx.rank, ctx.world)
+    partial = PartialOutput(_partial_path(output, ctx.rank, ctx.world),
+                            _fingerprint(cfg, [r for _, r in numbered], ctx.world), cfg.flags_field)
+    resumed = partial.open()
+    if on_progress:
+        on_progress(resumed, len(mine))
+    stats, how = Counter(), Counter()
+    todo = mine[resumed:]
+    if todo:
+        if engine is None:
+            from ptune_cli.translate.engines import load_engine
+
+            cfg.device = shard_device(cfg.device, ctx)
+            engine = load_engine(cfg)
+        stats, how = _translate_all(plans, todo, engine, cfg, partial, on_progress)
+    final = _finish(partial, output, ctx, len(plans))
+    report = _report(cfg, source, output, engine, plans, resumed, stats, how, partial, ctx, time.perf_counter() - t0)
+    if reference is not None:
+        from ptune_cli.translate.score import score_records
+
+        pairs = [(i, pc.field) for i, p in enumerate(plans) for pc in p.pieces if pc.core]
+        report["score"] = score_records(final if final is not None else read_partial(Path(output)),
+                                        reference, pairs, reference_field)
+    return report
+
+
+def _translate_all(plans, todo, engine, cfg, partial, on_progress):
+    cache = TranslationCache(cfg.cache_path() if cfg.use_cache else None,
+                             namespace(engine.fingerprint, cfg.decoding_options()))
+    translator = Translator(engine, cache)
+    how: Counter = Counter()
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+    try:
+        for start in range(0, len(todo), cfg.chunk_records):
+            chunk = [plans[i] for i in todo[start : start + cfg.chunk_records]]
+            records, chunk_how = translate_chunk(chunk, translator, cfg)
+            partial.append(records)
+            how.update(chunk_how)
+            if on_progress:
+                on_progress(len(records), 0)
+            if delay:
+                time.sleep(delay)
+    finally:
+        cache.close()
+        partial.close()
+    return translator.stats, how
+
+
+def _finish(partial: PartialOutput, output, ctx, n: int) -> list[dict] | None:
+    """Put the output in place; returns the records when they were written to stdout."""
+    if str(output) == STDIO:
+        records = read_partial(partial.path)
+        write_records(STDIO, records)
+        partial.discard()
+        partial.path.parent.rmdir()
+        return records
+    if ctx.world == 1:
+        partial.finish(Path(output))
+        return None
+    partial.finish(None)
+    ctx.barrier()
+    if ctx.is_main:
+        paths = [_partial_path(output, r, ctx.world) for r in range(ctx.world)]
+        write_records(output, merge_shards([read_partial(p) for p in paths], n))
+        for p in paths:
+            PartialOutput(p, "", partial.flags_field).discard()
+    ctx.barrier()
+    return None
+
+
+def _report(cfg, source, output, engine, plans, resumed, stats, how, partial, ctx, seconds) -> dict:
+    tr_s = stats.get("translate_seconds", 0.0)
+    return {
+        "input": source,
+        "output": display_name(output),
+        "model": cfg.model,
+        "engine": cfg.engine,
+        "process": f"{ctx.rank + 1}/{ctx.world}",
+        "records": len(plans),
+        "records_this_process": partial.done,
+        "resumed_records": resumed,
+        "strings": stats.get("strings", 0),
+        "translated": stats.get("translated", 0),
+        "cache_hits": stats.get("cache_hits", 0),
+        "deduplicated": stats.get("deduplicated", 0),
+        "empty_skipped": stats.get("empty_skipped", 0),
+        "seconds": round(seconds, 2),
+        "sentences_per_s": round(stats.get("translated", 0) / tr_s, 2) if tr_s else None,
+        "records_per_s": round((partial.done - resumed) / seconds, 2) if seconds else None,
+        "flagged_records": partial.flagged_records,
+        "flags": dict(sorted(partial.flag_counts.items())),
+        "slot_projection": {k: how[k] for k in ("marked", "fallback") if how[k]},
+        "flags_field": cfg.flags_field,
+        "cache": str(cfg.cache_path()) if cfg.use_cache else None,
+        "engine_info": getattr(engine, "fingerprint", None),
+    }
+
+
+def write_report(path: str | os.PathLike, report: dict) -> None:
+    """The run report as pretty JSON (atomic)."""
+    from ptune_cli.io import write_json
+
+    write_json(path, json.loads(json.dumps(report)))
