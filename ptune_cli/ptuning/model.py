@@ -49,19 +49,27 @@ def head_logits(model, hidden):
     return logits
 
 
-def answer_loss(model, input_ids, attention_mask, virtual_mask, labels, prompts, *, reduction="mean"):
+def answer_loss(
+    model, input_ids, attention_mask, virtual_mask, labels, prompts, *, reduction="mean", gathered=True
+):
     """Cross-entropy on the labelled positions only (labels != -100, shifted by one).
 
     Returns ``(loss, n_tokens)``; ``reduction="sum"`` gives the summed loss (for val averages).
+    ``gathered=False`` falls back to the model's full logits (architectures whose head
+    post-processing :func:`check_gathered_head` could not reproduce).
     """
     embeds = inject_prompts(model, input_ids, virtual_mask, prompts)
     target = labels[:, 1:]
     sel = target != -100
     # Hidden states after the last labelled position are never used: trim the sequence.
     last = int(sel.any(0).nonzero().max()) + 1 if sel.any() else 1
-    hid = hidden_states(model, embeds[:, :last], attention_mask[:, :last])
     sel = sel[:, :last]
-    logits = head_logits(model, hid[sel])
+    if gathered:
+        hid = hidden_states(model, embeds[:, :last], attention_mask[:, :last])
+        logits = head_logits(model, hid[sel])
+    else:
+        out = model(inputs_embeds=embeds[:, :last], attention_mask=attention_mask[:, :last], use_cache=False)
+        logits = out.logits[sel]
     loss = F.cross_entropy(logits.float(), target[:, :last][sel], reduction=reduction)
     return loss, int(sel.sum())
 

@@ -1,0 +1,107 @@
+"""Prompt encoders: one module for the tasks trained together, conditioned on the task name.
+
+Every task owns a learnable input table [T, h]. ``lstm`` and ``mlp`` run it through a network
+shared by all tasks (NeMo's P-tuning reparameterisation), after adding a fixed vector for the
+task name (the mean of its word embeddings) so the shared network knows which task it encodes.
+``embedding`` is prompt tuning: the table itself is the prompt.
+
+After training, :meth:`PromptEncoder.table` runs the encoder once per task; that [T, h] output
+is all inference needs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+KINDS = ("lstm", "mlp", "embedding")
+
+
+class PromptEncoder(nn.Module):
+    """Maps a task index to its virtual-token embeddings [T, h]."""
+
+    def __init__(
+        self,
+        kind: str,
+        tasknames: list[str],
+        inputs: list[torch.Tensor],
+        task_vectors: torch.Tensor,
+        hidden: int | None = None,
+    ):
+        super().__init__()
+        if kind not in KINDS:
+            raise ValueError(f"unknown encoder {kind!r}")
+        self.kind = kind
+        self.tasknames = list(tasknames)
+        h = inputs[0].shape[1]
+        self.inputs = nn.ParameterList([nn.Parameter(x.detach().clone().float()) for x in inputs])
+        self.register_buffer("task_vectors", task_vectors.detach().clone().float())
+        if kind == "lstm":
+            # BiLSTM with hidden h/2 per direction (not h: PEFT's choice blows up on big models)
+            eh = hidden or max(1, h // 2)
+            self.lstm = nn.LSTM(h, eh, num_layers=2, bidirectional=True, batch_first=True)
+            self.head = nn.Sequential(nn.Linear(2 * eh, h), nn.ReLU(), nn.Linear(h, h))
+        elif kind == "mlp":
+            eh = hidden or h
+            self.head = nn.Sequential(
+                nn.Linear(h, eh), nn.ReLU(), nn.Linear(eh, eh), nn.ReLU(), nn.Linear(eh, h)
+            )
+
+    def forward(self, task: int) -> torch.Tensor:
+        x = self.inputs[task]
+        if self.kind == "embedding":
+            return x
+        x = x + self.task_vectors[task]
+        if self.kind == "lstm":
+            x = self.lstm(x.unsqueeze(0))[0].squeeze(0)
+        return self.head(x)
+
+    @torch.no_grad()
+    def table(self) -> dict[str, torch.Tensor]:
+        """Run the encoder once per task: taskname -> float32 [T, h] on CPU."""
+        was = self.training
+        self.eval()
+        out = {name: self(i).detach().float().cpu().clone() for i, name in enumerate(self.tasknames)}
+        self.train(was)
+        return out
+
+
+def _token_rows(text: str, tokenizer, emb: torch.Tensor) -> torch.Tensor:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError(f"text {text!r} has no tokens")
+    return emb[torch.tensor(ids, device=emb.device)].detach().float().cpu()
+
+
+def initial_inputs(
+    taskname: str, total: int, init: str, tokenizer, emb: torch.Tensor, *, name_first: bool
+) -> torch.Tensor:
+    """The starting input table [T, h] of one task.
+
+    ``init="text:…"``: the text's token embeddings, repeated to fill T (prompt-tuning init).
+    ``init="random"``: normal noise at the scale of the vocabulary embeddings; with
+    ``name_first`` (lstm/mlp, as NeMo) the first rows are the task name's word embeddings.
+    """
+    h = emb.shape[1]
+    std = float(emb.float().std())
+    if init.startswith("text:"):
+        rows = _token_rows(init[5:], tokenizer, emb)
+        reps = -(-total // rows.shape[0])
+        return rows.repeat(reps, 1)[:total].clone()
+    table = torch.randn(total, h) * std
+    if name_first:
+        rows = _token_rows(taskname, tokenizer, emb)[:total]
+        table[: rows.shape[0]] = rows
+    return table
+
+
+def build_encoder(kind, templates, tokenizer, embeddings, *, init="random", hidden=None) -> PromptEncoder:
+    """A fresh encoder for ``templates`` (taskname -> TaskTemplate) using the LM's word
+    embedding matrix ``embeddings`` [V, h] for initialisation and task-name vectors."""
+    names = list(templates)
+    inputs = [
+        initial_inputs(n, templates[n].total_virtual_tokens, init, tokenizer, embeddings, name_first=kind != "embedding")
+        for n in names
+    ]
+    vectors = torch.stack([_token_rows(n, tokenizer, embeddings).mean(0) for n in names])
+    return PromptEncoder(kind, names, inputs, vectors, hidden=hidden)
