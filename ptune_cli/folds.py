@@ -35,6 +35,8 @@ class KFoldConfig:
     group_field: str | None = field(default=None, metadata={"help": "keep equal values together"})
     val_fraction: float = field(default=0.1, metadata={"help": "share of non-test data for val"})
     train_fraction: float = field(default=1.0, metadata={"help": "share of train kept"})
+    # repeated data-reduction samples: same folds (--seed), another train subset per sample seed
+    sample_seed: int | None = field(default=None, metadata={"help": "seed of the train subsample (default: --seed)"})
 
     def validate(self) -> None:
         problems = []
@@ -149,7 +151,8 @@ def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
         train = sorted(i for u in train_u for i in units[u])
         if cfg.train_fraction < 1.0:
             keep = max(1, round(cfg.train_fraction * len(train)))
-            train = sorted(rng.sample(train, keep))
+            srng = rng if cfg.sample_seed is None else random.Random(f"{cfg.sample_seed}-{f}-sample")
+            train = sorted(srng.sample(train, keep))
         folds.append(
             Fold(
                 train=train,

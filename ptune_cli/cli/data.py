@@ -61,6 +61,7 @@ def kfold_cmd(
     group_field: Annotated[str | None, typer.Option("--group-field", help="Records with equal values stay in one fold and split.")] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of each fold's non-test data used for val.")] = 0.1,
     train_fraction: Annotated[float, typer.Option("--train-fraction", help="Keep this seeded random share of each fold's train (data-reduction studies).")] = 1.0,
+    sample_seed: Annotated[int | None, typer.Option("--sample-seed", help="Seed of the --train-fraction subsample (default: --seed); vary it for repeated samples over the same folds.")] = None,
 ) -> None:
     """Split a JSONL file into k stratified folds with train/val/test and a manifest.
 
@@ -79,6 +80,7 @@ def kfold_cmd(
         group_field=group_field,
         val_fraction=val_fraction,
         train_fraction=train_fraction,
+        sample_seed=sample_seed,
     )
     manifest = run_kfold(input, output, cfg)
     table = Table(title=f"kfold: {manifest['records']} records → {output}", title_justify="left")
