@@ -1,0 +1,196 @@
+"""Predictions from a frozen causal LM with (or without) p-tuned virtual tokens.
+
+* :func:`generate_texts` — batched greedy generation with a KV cache from ``inputs_embeds``
+  (the task's prompt rows injected at the virtual positions), left padding, stopping at EOS and,
+  for one-line answers, at the first token that contains a newline. Only the new tokens are
+  decoded, so no prompt text can leak into a prediction.
+* :func:`rank_labels` — closed label sets: each candidate label is scored by the log-likelihood
+  of its answer tokens + EOS (how the answer was trained) after the prompt; the prompt is run
+  once per record and its KV cache is shared by every candidate.
+
+Records are sorted by prompt length before batching (less padding); results come back in input
+order. ``encs[i] is None`` (a record that cannot fit) gives an empty prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ptune_cli.ptuning.model import inject_prompts
+from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
+
+Progress = Callable[[int], None] | None
+_NEWLINE_IDS: dict[int, tuple[object, list[int]]] = {}
+
+
+def newline_token_ids(tokenizer) -> list[int]:
+    """Ids of every vocabulary token whose text contains a newline (cached per tokenizer)."""
+    hit = _NEWLINE_IDS.get(id(tokenizer))
+    if hit is not None and hit[0] is tokenizer:
+        return hit[1]
+    ids = list(range(len(tokenizer)))
+    texts = tokenizer.batch_decode([[i] for i in ids])
+    found = [i for i, t in zip(ids, texts, strict=True) if "\n" in t]
+    _NEWLINE_IDS[id(tokenizer)] = (tokenizer, found)
+    return found
+
+
+def stop_token_ids(tokenizer, stop_at_newline: bool) -> list[int]:
+    """EOS, plus every newline-bearing token when the answer is one line."""
+    stops = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    if stop_at_newline:
+        stops += [i for i in newline_token_ids(tokenizer) if i not in stops]
+    return stops
+
+
+def left_pad(encs: Sequence[Encoded], pad_id: int, device=None):
+    """``(input_ids, attention_mask, virtual_mask)`` left-padded to the longest encoding."""
+    width = max(len(e.input_ids) for e in encs)
+    ids = torch.full((len(encs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(encs), width), dtype=torch.long)
+    vmask = torch.zeros((len(encs), width), dtype=torch.bool)
+    for b, e in enumerate(encs):
+        n = len(e.input_ids)
+        ids[b, width - n :] = torch.tensor(e.input_ids)
+        mask[b, width - n :] = 1
+        vmask[b, width - n :] = torch.tensor(e.virtual_mask, dtype=torch.bool)
+    return ids.to(device), mask.to(device), vmask.to(device)
+
+
+def _embeds(model, encs, prompt, pad_id):
+    device = model.get_input_embeddings().weight.device
+    ids, mask, vmask = left_pad(encs, pad_id, device)
+    if prompt is None:
+        prompt = torch.zeros(0, model.get_input_embeddings().weight.shape[1])
+    embeds = inject_prompts(model, ids, vmask, prompt.to(device))
+    return embeds, mask
+
+
+def _batches(encs: Sequence[Encoded | None], batch_size: int) -> list[list[int]]:
+    """Indices of the encodable records, longest first, in chunks of ``batch_size``."""
+    order = sorted((i for i, e in enumerate(encs) if e is not None), key=lambda i: -len(encs[i].input_ids))
+    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+
+
+def cut_at_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
+    """New token ids up to (not including) the first stop token."""
+    out = []
+    for t in ids:
+        if t in stops:
+            break
+        out.append(int(t))
+    return out
+
+
+def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_tokens: int,
+                 stop_ids: Sequence[int]) -> list[list[int]]:
+    """One batch: greedy new token ids per encoding, cut at the first stop id."""
+    pad_id = tokenizer.pad_token_id
+    embeds, mask = _embeds(model, encs, prompt, pad_id)
+    out = model.generate(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=list(stop_ids) or None,
+        pad_token_id=pad_id,
+        num_beams=1,
+        temperature=None,
+        top_p=None,
+        top_k=None,
+    )
+    stops = set(stop_ids)
+    return [cut_at_stop(row.tolist(), stops) for row in out]  # only new tokens (embeds input)
+
+
+def decode_prediction(tokenizer, ids: Sequence[int], stop_at_newline: bool) -> str:
+    """Text of the new tokens: special tokens dropped, cut at the first newline for one-line
+    answers (a stop token may carry text before its newline), surrounding whitespace stripped."""
+    text = tokenizer.decode(list(ids), skip_special_tokens=True)
+    if stop_at_newline:
+        text = text.split("\n", 1)[0]
+    return text.strip()
+
+
+@torch.inference_mode()
+def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, batch_size: int = 16,
+                   max_new_tokens: int = 32, stop_at_newline: bool = True,
+                   on_progress: Progress = None) -> list[str]:
+    """Greedy predictions for every encoding (input order); ``None`` encodings give ``""``."""
+    stops = stop_token_ids(tokenizer, stop_at_newline)
+    preds = [""] * len(encs)
+    for idx in _batches(encs, batch_size):
+        rows = generate_ids(model, tokenizer, [encs[i] for i in idx], prompt,
+                            max_new_tokens=max_new_tokens, stop_ids=stops)
+        for i, ids in zip(idx, rows, strict=True):
+            preds[i] = decode_prediction(tokenizer, ids, stop_at_newline)
+        if on_progress:
+            on_progress(len(idx))
+    return preds
+
+
+def candidate_ids(tpl: TaskTemplate, tokenizer, record: dict, candidates: Sequence[str]) -> list[list[int]]:
+    """Answer tokens + EOS of each candidate, exactly as the template encodes a training answer."""
+    out = []
+    for c in candidates:
+        enc = encode_example(tpl, {**record, tpl.answer_field: c}, tokenizer, include_answer=True)
+        out.append(enc.input_ids[enc.answer_start :])
+    return out
+
+
+def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch.Tensor:
+    """[B, K] summed log-probabilities of each candidate's tokens after each prompt."""
+    pad_id = tokenizer.pad_token_id
+    embeds, mask = _embeds(model, encs, prompt, pad_id)
+    device = embeds.device
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
+    first = torch.log_softmax(out.logits[:, -1].float(), -1)  # [B, V]
+    n_b, n_k = len(encs), len(cands)
+    scores = first[:, [c[0] for c in cands]]  # [B, K]
+    width = max(len(c) for c in cands) - 1
+    if width == 0:
+        return scores
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n_k)  # row b*K + k: prompt b with candidate k
+    cont = torch.full((n_k, width), pad_id, dtype=torch.long)
+    target = torch.zeros((n_k, width), dtype=torch.long)
+    cmask = torch.zeros((n_k, width), dtype=torch.long)
+    for k, c in enumerate(cands):
+        cont[k, : len(c) - 1] = torch.tensor(c[:-1])
+        target[k, : len(c) - 1] = torch.tensor(c[1:])
+        cmask[k, : len(c) - 1] = 1
+    cont, target, cmask = (t.to(device).repeat(n_b, 1) for t in (cont, target, cmask))
+    full_mask = torch.cat([mask.repeat_interleave(n_k, 0), cmask], dim=1)
+    cpos = pos[:, -1:].repeat_interleave(n_k, 0) + 1 + torch.arange(width, device=device)
+    out2 = model(input_ids=cont, attention_mask=full_mask, position_ids=cpos, past_key_values=cache, use_cache=True)
+    logp = torch.log_softmax(out2.logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    rest = (logp * cmask).sum(-1).view(n_b, n_k)
+    return scores + rest
+
+
+@torch.inference_mode()
+def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], encs: Sequence[Encoded | None],
+                prompt, candidates: Sequence[str], *, batch_size: int = 16,
+                on_progress: Progress = None) -> tuple[list[str], list[list[float] | None]]:
+    """The most likely candidate per record, and every candidate's log-likelihood (input order).
+
+    ``None`` encodings give ``""`` and no scores.
+    """
+    preds: list[str] = [""] * len(encs)
+    all_scores: list[list[float] | None] = [None] * len(encs)
+    first = next((i for i, e in enumerate(encs) if e is not None), None)
+    if first is None:
+        return preds, all_scores
+    cands = candidate_ids(tpl, tokenizer, records[first], candidates)
+    for idx in _batches(encs, batch_size):
+        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands)
+        best = scores.argmax(-1).tolist()
+        for row, i in enumerate(idx):
+            preds[i] = candidates[best[row]]
+            all_scores[i] = [round(float(s), 4) for s in scores[row]]
+        if on_progress:
+            on_progress(len(idx))
+    return preds, all_scores
