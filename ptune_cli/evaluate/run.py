@@ -97,29 +97,41 @@ class EvalConfig:
 # Metadata: which fold / training fraction / sample a results file belongs to
 
 
-def split_meta(data: str | None, run_meta: dict | None = None) -> dict:
-    """Fold, training fraction and sample inferred from a ``fold_XX/test.jsonl`` path and the
-    ``manifest.json`` that ``ptune kfold`` writes next to the fold folders (sample = its seed)."""
+def _from_path(path: str | None) -> dict:
+    """Fold id from a ``fold_XX`` folder; training fraction and sample (its ``sample_seed``,
+    else its ``seed``) from the ``manifest.json`` that ``ptune kfold`` writes beside the folds."""
     out: dict = {"fold": None, "train_fraction": None, "sample": None}
-    hp = (run_meta or {}).get("hyperparameters") or {}
-    for k in ("train_fraction", "fold", "sample"):
-        if hp.get(k) is not None:
-            out[k] = hp[k]
-    if not data or data == "-":
+    if not path or path == "-":
         return out
-    fold_dir = Path(data).resolve().parent
+    fold_dir = Path(path).resolve().parent
     m = _FOLD_DIR.match(fold_dir.name)
-    if m:
-        out["fold"] = int(m.group(1))
-        manifest = fold_dir.parent / "manifest.json"
-        try:
-            opts = json.loads(manifest.read_text(encoding="utf-8")).get("options", {})
-        except (OSError, ValueError, AttributeError):
-            opts = {}
-        if opts.get("train_fraction") is not None:
-            out["train_fraction"] = opts["train_fraction"]
-            out["sample"] = opts.get("seed")
+    if not m:
+        return out
+    out["fold"] = int(m.group(1))
+    try:
+        opts = json.loads((fold_dir.parent / "manifest.json").read_text(encoding="utf-8")).get("options", {})
+    except (OSError, ValueError, AttributeError):
+        return out
+    if opts.get("train_fraction") is not None:
+        out["train_fraction"] = opts["train_fraction"]
+        sample = opts.get("sample_seed")
+        out["sample"] = opts.get("seed") if sample is None else sample
     return out
+
+
+def split_meta(data: str | None, run_meta: dict | None = None) -> dict:
+    """Fold, training fraction and sample of an evaluation: the fold from the test file's path,
+    fraction and sample from the kfold manifest of the run's training file (saved by
+    ``ptune train``), else of the test file."""
+    test = _from_path(data)
+    hp = (run_meta or {}).get("hyperparameters") or {}
+    train = _from_path(hp.get("train")) if isinstance(hp.get("train"), str) else _from_path(None)
+    src = train if train["train_fraction"] is not None else test
+    return {
+        "fold": test["fold"] if test["fold"] is not None else train["fold"],
+        "train_fraction": src["train_fraction"],
+        "sample": src["sample"],
+    }
 
 
 def _meta(cfg: EvalConfig, extra: dict) -> dict:

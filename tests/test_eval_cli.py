@@ -1,0 +1,176 @@
+"""``ptune eval`` end to end on a tiny model with a random prompt table (B's save_prompt_table)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ptune_cli.cli import app
+from ptune_cli.evaluate.run import split_meta
+from ptune_cli.ptuning.table import save_prompt_table
+from ptune_cli.ptuning.template import TaskTemplate
+from tests.test_predict import varied_lm
+
+SENT = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 4, [4], "label", "sentence")
+ISLOT = TaskTemplate("intent_and_slot", "<|VIRTUAL_PROMPT_0|> Utterance: {utterance}<|VIRTUAL_PROMPT_1|>{label}",
+                     5, [3, 2], "label", "utterance")
+SENTENCES = [
+    "Shares fell sharply after the announcement.",
+    "The company reported strong growth in quarterly profit.",
+    "Aktierna föll kraftigt efter beskedet.",
+    "Hur är vädret i Stockholm idag?",
+    "ok",
+    "Företaget rapporterade stark vinsttillväxt.",
+]
+LABELS = ["negative", "positive", "negative", "neutral", "neutral", "positive"]
+
+
+def _jsonl(path, records):
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+def _read(path):
+    return [json.loads(line) for line in open(path, encoding="utf-8")]
+
+
+@pytest.fixture(scope="module")
+def env(tiny_lm_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    model, tok = varied_lm(tiny_lm_dir, seed=3)
+    model.save_pretrained(root / "model")
+    tok.save_pretrained(root / "model")
+    g = torch.Generator().manual_seed(0)
+    prompts = {"sentiment-task": torch.randn(4, 32, generator=g), "intent_and_slot": torch.randn(5, 32, generator=g)}
+    meta = {"base_model": str(root / "model"), "templates": {t.taskname: t.to_dict() for t in (SENT, ISLOT)}}
+    save_prompt_table(root / "run", prompts, meta)
+    sent = [{"taskname": "sentiment-task", "sentence": s, "label": lab} for s, lab in zip(SENTENCES, LABELS, strict=True)]
+    islot = [{"taskname": "intent_and_slot", "utterance": "make me a coffee please",
+              "label": "\nIntent: iot_coffee\nSlots: device_type(coffee machine)"},
+             {"taskname": "intent_and_slot", "utterance": "wake me up at seven am", "label": "\nIntent: alarm_set\nSlots: time(seven am)"}]
+    return {
+        "root": root,
+        "run": str(root / "run"),
+        "test": _jsonl(root / "test.jsonl", sent),
+        "islot": _jsonl(root / "islot.jsonl", islot),
+        "template": _jsonl(root / "tpl.json", [SENT.to_dict()]),
+    }
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, ["eval", *map(str, args)])
+
+
+def test_eval_run_generate_then_rescore(env, tmp_path):
+    res_p, pred_p = tmp_path / "results.json", tmp_path / "pred.jsonl"
+    r = invoke("--run", env["run"], "--data", env["test"], "-o", res_p, "--predictions-out", pred_p)
+    assert r.exit_code == 0, r.output
+    res = json.loads(res_p.read_text())
+    assert res["metric"] == "accuracy" and res["n"] == 6
+    assert {"accuracy", "per_label", "meta"} <= set(res)
+    meta = res["meta"]
+    assert meta["task"] == "sentiment-task" and meta["decode"] == "generate" and meta["stop_at_newline"] is True
+    assert meta["max_new_tokens"] >= 9 and meta["records_per_s"] > 0 and meta["skipped"] == 0
+    preds = _read(pred_p)
+    src = _read(env["test"])
+    assert [{k: v for k, v in p.items() if k != "prediction"} for p in preds] == src  # input record + prediction
+    for p in preds:
+        assert isinstance(p["prediction"], str) and "\n" not in p["prediction"]
+        assert p["sentence"] not in p["prediction"]  # no prompt text
+    assert len({p["prediction"] for p in preds}) > 1
+    # scoring the predictions file without a model gives the same numbers
+    r2 = invoke("--predictions", pred_p, "-o", tmp_path / "again.json")
+    assert r2.exit_code == 0, r2.output
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert (again["accuracy"], again["per_label"]) == (res["accuracy"], res["per_label"])
+    assert "accuracy" in r.stdout and "per label" in r.stdout
+
+
+def test_eval_rank_decoding(env, tmp_path):
+    pred_p = tmp_path / "pred.jsonl"
+    r = invoke("--run", env["run"], "--data", env["test"], "--decode", "rank", "--predictions-out", pred_p,
+               "--labels", "positive,negative,neutral", "--markdown", "--batch-size", "4")
+    assert r.exit_code == 0, r.output
+    assert "| accuracy |" in r.stdout
+    for p in _read(pred_p):
+        assert p["prediction"] in {"positive", "negative", "neutral"}
+        assert set(p["scores"]) == {"positive", "negative", "neutral"}
+        assert p["prediction"] == max(p["scores"], key=p["scores"].get)
+
+
+def test_eval_intent_slot_multiline(env, tmp_path):
+    res_p = tmp_path / "r.json"
+    r = invoke("--run", env["run"], "--data", env["islot"], "-o", res_p, "--max-new-tokens", "6")
+    assert r.exit_code == 0, r.output
+    res = json.loads(res_p.read_text())
+    assert res["metric"] == "intent-slot" and res["meta"]["task"] == "intent_and_slot"
+    assert res["meta"]["stop_at_newline"] is False  # gold answers span lines
+    assert set(res["intent"]) == {"accuracy", "precision", "recall", "f1"}
+    assert set(res["slot"]) == {"precision", "recall", "f1"} and "exact_match" in res
+    r = invoke("--run", env["run"], "--data", env["islot"], "--decode", "rank")
+    assert r.exit_code == 1 and "closed label set" in r.output
+
+
+def test_eval_baselines(env, tmp_path):
+    res_p = tmp_path / "r.json"
+    model = str(env["root"] / "model")
+    r = invoke("--baseline", "few", "--shots", "2", "--train", env["test"], "--template", env["template"],
+               "--data", env["test"], "--model", model, "-o", res_p, "--seed", "1")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(res_p.read_text())["meta"]
+    assert meta["baseline"] == "few" and meta["shots"] == 2 and len(meta["shot_lines"]) == 2
+    r = invoke("--baseline", "zero", "--template", env["template"], "--data", env["test"], "--model", model,
+               "--decode", "rank")
+    assert r.exit_code == 0, r.output
+    r = invoke("--baseline", "one", "--template", env["template"], "--data", env["test"])
+    assert r.exit_code == 1 and "needs --train" in r.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--run", "{root}", "--data", "{test}"], "no prompt table (prompt_table.safetensors)"),
+        (["--run", "{run}", "--data", "{test}", "--task", "nope"], "task 'nope' is not in the prompt table (known tasks: "),
+        (["--run", "{run}", "--data", "{bad}"], "bad.jsonl:2: field 'sentence': missing required field"),
+        (["--run", "{run}", "--data", "{notask}"], "several tasks ("),
+        (["--predictions", "{test}"], "test.jsonl:1: field 'prediction': missing required field"),
+        (["--predictions", "{short}", "--data", "{test}"], "2 predictions but"),
+        (["--predictions", "{short}", "--label-field", "gold"], "field 'gold': missing required field"),
+        (["--predictions", "{short}", "--normalize", "nope"], "--normalize: unknown label map 'nope'"),
+        ([], "give exactly one of --run"),
+    ],
+)
+def test_eval_user_errors(env, tmp_path, args, message):
+    paths = {
+        "root": env["root"], "run": env["run"], "test": env["test"],
+        "bad": _jsonl(tmp_path / "bad.jsonl", [{"taskname": "sentiment-task", "sentence": "a", "label": "x"},
+                                                {"taskname": "sentiment-task", "label": "y"}]),
+        "notask": _jsonl(tmp_path / "notask.jsonl", [{"sentence": "a", "label": "x"}]),
+        "short": _jsonl(tmp_path / "short.jsonl", [{"label": "x", "prediction": "x"}] * 2),
+    }
+    out = tmp_path / "never.json"
+    r = invoke(*[a.format(**paths) for a in args], "-o", out)
+    assert r.exit_code == 1
+    assert message in r.output
+    assert "Traceback" not in r.output
+    assert not out.exists()
+
+
+def test_meta_from_kfold_manifest(env, tmp_path):
+    from ptune_cli.folds import KFoldConfig, run_kfold
+
+    run_kfold(env["test"], tmp_path / "folds", KFoldConfig(k=2, seed=5, train_fraction=0.5, sample_seed=3, stratify=False))
+    test = tmp_path / "folds" / "fold_01" / "test.jsonl"
+    assert split_meta(str(test)) == {"fold": 1, "train_fraction": 0.5, "sample": 3}
+    # the run's training file wins for fraction/sample; the fold comes from the test file
+    run_meta = {"hyperparameters": {"train": str(tmp_path / "folds" / "fold_00" / "train.jsonl")}}
+    assert split_meta(str(env["test"]), run_meta) == {"fold": 0, "train_fraction": 0.5, "sample": 3}
+    assert split_meta(str(env["test"])) == {"fold": None, "train_fraction": None, "sample": None}
+    res_p = tmp_path / "r.json"
+    r = invoke("--run", env["run"], "--data", test, "-o", res_p, "--sample", "9")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(res_p.read_text())["meta"]
+    assert (meta["fold"], meta["train_fraction"], meta["sample"]) == (1, 0.5, 9)  # option overrides
