@@ -7,7 +7,7 @@
 
 BASELINE_KINDS ?= zero one few
 SHOTS ?= 5
-BASELINE_EVAL_FLAGS = --normalize $(SVFIQA_NORM_MAP) --decode $(SVFIQA_DECODE) --seed $(SEED) $(EVAL_ARGS)
+BASELINE_EVAL_FLAGS = --normalize $(SVFIQA_NORM_MAP) --decode $(SVFIQA_DECODE) --labels $(SVFIQA_LABELS) --seed $(SEED) $(EVAL_ARGS)
 BASELINE_SETTINGS := $(SVFIQA_DATA_SETTINGS) ; model=$(or $(MODEL),packaged) ; template=$(SVFIQA_TEMPLATE) ; \
   shots=$(SHOTS) ; eval=$(BASELINE_EVAL_FLAGS)
 BASELINE_DIR := $(RESULTS)/baseline/$(_model_tag)-$(SVFIQA_LANG)-k$(SVFIQA_FOLDS)-$(call _hash,$(BASELINE_SETTINGS))

@@ -18,9 +18,11 @@ DEMO_BATCH := $(or $(BATCH),8)
 DEMO_DECODE := $(or $(DECODE),rank)
 DEMO_TEMPLATE ?= templates/$(DEMO_LANG)-sentiment.json
 DEMO_NORM_MAP ?= $(DEMO_LANG)-sentiment
+# rank decoding scores exactly these candidates (the normalized label set)
+DEMO_LABELS ?= $(if $(filter sv,$(DEMO_LANG)),positiv$(,)negativ$(,)neutral,positive$(,)negative$(,)neutral)
 DEMO_TRANSLATE_FLAGS ?= --fields sentence --label-format sentiment
 DEMO_TRAIN_FLAGS = --max-steps $(DEMO_STEPS) --lr $(DEMO_LR) --batch-size $(DEMO_BATCH) --seed $(SEED) $(TRAIN_ARGS)
-DEMO_EVAL_FLAGS = --normalize $(DEMO_NORM_MAP) --decode $(DEMO_DECODE) $(EVAL_ARGS)
+DEMO_EVAL_FLAGS = --normalize $(DEMO_NORM_MAP) --decode $(DEMO_DECODE) --labels $(DEMO_LABELS) $(EVAL_ARGS)
 
 DEMO_SETTINGS := data=demo ; translate=$(DEMO_TRANSLATE) ; \
   $(if $(filter none,$(DEMO_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \

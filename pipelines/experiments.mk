@@ -33,6 +33,9 @@ EVAL_ARGS ?=
 
 .PHONY: demo svfiqa svassistant baseline data-reduction fetch-data
 
+# a literal comma inside $(call …) arguments
+, := ,
+
 # --- helpers -----------------------------------------------------------------------------------
 _model_arg = $(if $(MODEL),--model $(MODEL))
 _model_tag = $(if $(MODEL),$(call _slug,$(notdir $(patsubst %/,%,$(MODEL)))),smollm2-135m)

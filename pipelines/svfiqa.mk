@@ -18,10 +18,12 @@ SVFIQA_NEUTRAL_BAND ?= 0.1
 SVFIQA_RAW := $(FIQA_RAW)
 SVFIQA_TEMPLATE ?= templates/$(SVFIQA_LANG)-sentiment.json
 SVFIQA_NORM_MAP ?= $(SVFIQA_LANG)-sentiment
+# rank decoding scores exactly these candidates (the normalized label set)
+SVFIQA_LABELS ?= $(if $(filter sv,$(SVFIQA_LANG)),positiv$(,)negativ$(,)neutral,positive$(,)negative$(,)neutral)
 # translate: sentence through the model, the closed-class label through the sentiment lexicon
 SVFIQA_TRANSLATE_FLAGS ?= --fields sentence --label-format sentiment
 SVFIQA_TRAIN_FLAGS = --max-steps $(SVFIQA_STEPS) --lr $(SVFIQA_LR) --batch-size $(SVFIQA_BATCH) --seed $(SEED) $(TRAIN_ARGS)
-SVFIQA_EVAL_FLAGS = --normalize $(SVFIQA_NORM_MAP) --decode $(SVFIQA_DECODE) $(EVAL_ARGS)
+SVFIQA_EVAL_FLAGS = --normalize $(SVFIQA_NORM_MAP) --decode $(SVFIQA_DECODE) --labels $(SVFIQA_LABELS) $(EVAL_ARGS)
 
 SVFIQA_DATA_SETTINGS := data=fiqa ; raw=$(abspath $(SVFIQA_RAW)) ; neutral_band=$(SVFIQA_NEUTRAL_BAND) ; \
   translate=$(SVFIQA_TRANSLATE) ; $(if $(filter none,$(SVFIQA_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(SVFIQA_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \

@@ -1,0 +1,204 @@
+"""Every file in pipelines/: headers, make targets that parse and chain in order, settings-keyed
+result folders, the shipped demo sample, and the comparison table script."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ptune_cli.labels import load_label_map
+
+REPO = Path(__file__).resolve().parents[1]
+PIPELINES = REPO / "pipelines"
+TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction"]
+MAKE = shutil.which("make")
+needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
+
+
+def test_every_pipeline_file_is_known_and_has_a_header():
+    files = sorted(p for p in PIPELINES.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    assert files, "pipelines/ is empty"
+    for p in files:
+        rel = p.relative_to(REPO).as_posix()
+        if p.suffix == ".mk":
+            first = p.read_text(encoding="utf-8").splitlines()[0]
+            m = re.match(rf"# {re.escape(rel)} — used by `make ([a-z-]+)`", first)
+            if p.name == "experiments.mk":
+                assert first.startswith(f"# {rel} — included by the top-level Makefile"), first
+                continue
+            assert m, f"{rel}: first line must be '# {rel} — used by `make <target>`…' (got {first!r})"
+            target = m.group(1)
+            assert re.search(rf"^{re.escape(target)}:", p.read_text(encoding="utf-8"), re.M), f"{rel} names `make {target}` but does not define it"
+        elif p.suffix == ".py":
+            src = p.read_text(encoding="utf-8")
+            assert re.search(r"used by `make [a-z-]+`", src.split('"""')[1]), f"{rel}: docstring must name the make target using it"
+            compile(src, rel, "exec")
+        elif p.suffix == ".md":
+            assert p.read_text(encoding="utf-8").startswith(f"<!-- {rel} — "), f"{rel}: needs a header comment"
+        elif p.suffix == ".jsonl":
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
+                assert isinstance(json.loads(line), dict), f"{rel}:{n}"
+        else:
+            pytest.fail(f"{rel}: unexpected file type in pipelines/")
+
+
+def test_experiments_mk_is_included_and_defines_every_target():
+    assert "-include pipelines/experiments.mk" in (REPO / "Makefile").read_text(encoding="utf-8")
+    text = (PIPELINES / "experiments.mk").read_text(encoding="utf-8")
+    for t in TARGETS:
+        assert f"include pipelines/{t}.mk" in text
+        assert (PIPELINES / f"{t}.mk").is_file()
+
+
+def test_templates_named_by_pipelines_exist():
+    from ptune_cli.ptuning.template import load_templates
+
+    for lang in ("sv", "en"):
+        for task in ("sentiment", "intent-slot"):
+            assert load_templates(REPO / "templates" / f"{lang}-{task}.json")
+
+
+def _make_n(target: str, tmp_path: Path, **variables: str) -> list[str]:
+    """The commands `make -n TARGET` would run (setup is assumed done)."""
+    args = [MAKE, "-n", "--no-print-directory", "-o", "setup", "-o", ".venv/.installed", target,
+            f"RESULTS={tmp_path / 'results'}", *(f"{k}={v}" for k, v in variables.items())]
+    r = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def _ptune_steps(lines: list[str]) -> list[str]:
+    steps = []
+    for line in lines:
+        m = re.search(r"bin/ptune ([a-z-]+)", line)
+        if m and (not steps or steps[-1] != m.group(1)):
+            steps.append(m.group(1))
+    return steps
+
+
+@needs_make
+def test_svfiqa_chains_every_step_in_order(tmp_path):
+    lines = _make_n("svfiqa", tmp_path, DATA_DIR="/data", FOLDS="2", STEPS="7")
+    assert _ptune_steps(lines) == ["prepare", "translate", "normalize-labels", "kfold", "train", "eval", "train", "eval", "report"]
+    text = "\n".join(lines)
+    assert "/data/fiqa/raw/task1_headline_ABSA_train.json" in text and "--k 2" in text and "--max-steps 7" in text
+    assert "templates/sv-sentiment.json" in text and "--map sv-sentiment" in text and "--model Helsinki-NLP/opus-mt-en-sv" in text
+    assert text.count("ptune train") == 2 and "--model" not in next(x for x in lines if "ptune train" in x)
+
+
+@needs_make
+def test_translate_none_uses_english_and_model_is_passed(tmp_path):
+    lines = _make_n("svfiqa", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none", MODEL="/m/my-lm")
+    text = "\n".join(lines)
+    assert "ptune translate" not in text and "templates/en-sentiment.json" in text and "--map en-sentiment" in text
+    assert all("--model /m/my-lm" in x for x in lines if "ptune train" in x)
+    assert "/svfiqa/my-lm-en-k2-" in text
+
+
+@needs_make
+def test_results_folders_are_keyed_by_settings(tmp_path):
+    def run_dir(**kw):
+        lines = _make_n("svfiqa", tmp_path, DATA_DIR="/data", TRANSLATE="none", **kw)
+        return re.search(r"-o (\S+/svfiqa/[^/\s]+)/runs/fold_00", "\n".join(lines)).group(1)
+
+    a = run_dir(FOLDS="2", STEPS="5")
+    assert a == run_dir(FOLDS="2", STEPS="5")
+    others = {run_dir(FOLDS="2", STEPS="6"), run_dir(FOLDS="3", STEPS="5"), run_dir(FOLDS="2", STEPS="5", LR="1e-2"),
+              run_dir(FOLDS="2", STEPS="5", MODEL="x"), run_dir(FOLDS="2", STEPS="5", SEED="1")}
+    assert a not in others and len(others) == 5
+
+
+@needs_make
+def test_svassistant_extends_the_svfiqa_tables_fold_by_fold(tmp_path):
+    lines = _make_n("svassistant", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none")
+    trains = [x for x in lines if "ptune train" in x]
+    fiqa = [x for x in trains if "en-sentiment.json" in x]
+    assist = [x for x in trains if "en-intent-slot.json" in x]
+    assert len(fiqa) == len(assist) == 2 and len(trains) == 4 and not any("--existing" in x for x in fiqa)
+    for fold, line in zip(("fold_00", "fold_01"), assist):
+        existing = re.search(r"--existing (\S+)", line).group(1)
+        assert existing.endswith(f"/runs/{fold}") and "/svfiqa/" in existing
+    text = "\n".join(lines)
+    assert "--source nlu-eval" in text and "--task sentiment-task" in text and "retention" in text
+
+
+@needs_make
+def test_baseline_and_data_reduction(tmp_path):
+    text = "\n".join(_make_n("baseline", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none"))
+    for kind in ("zero", "one", "few"):
+        assert text.count(f"--baseline {kind} ") == 2
+    assert "--shots 5" in text and "ptune train" not in text
+    lines = _make_n("data-reduction", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none", SAMPLES="2", FRACTIONS="1 0.1 0.01")
+    text = "\n".join(lines)
+    kfolds = [x for x in lines if "ptune kfold" in x and "--train-fraction" in x]
+    assert len(kfolds) == 4 and {re.search(r"--sample-seed (\d)", x).group(1) for x in kfolds} == {"1", "2"}
+    assert all("--seed 42" in x for x in kfolds)  # same folds for every sample
+    assert text.count("ptune train") == 2 + 4 * 2 and "--reduction-plot" in text
+
+
+@needs_make
+def test_demo_runs_offline_chain_with_zero_shot(tmp_path):
+    lines = _make_n("demo", tmp_path)
+    text = "\n".join(lines)
+    assert "pipelines/demo/sentiment_en.jsonl" in text and "socket.create_connection" in text
+    assert text.count("--baseline zero") == 3 and text.count("ptune train") == 3 and "pipelines/compare.py" in text
+
+
+def test_demo_sample_is_balanced_parallel_and_our_own(shared_data_or_none):
+    en = [json.loads(x) for x in (PIPELINES / "demo/sentiment_en.jsonl").read_text(encoding="utf-8").splitlines()]
+    sv = [json.loads(x) for x in (PIPELINES / "demo/sentiment_sv.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert 60 <= len(en) == len(sv) <= 90
+    assert Counter(r["label"] for r in en) == {"positive": len(en) // 3, "negative": len(en) // 3, "neutral": len(en) // 3}
+    sv_map, en_to_sv = load_label_map("sv-sentiment"), {"positive": "positiv", "negative": "negativ", "neutral": "neutral"}
+    for e, s in zip(en, sv):
+        assert e["taskname"] == s["taskname"] == "sentiment-task"
+        assert sv_map.lookup(s["label"]) == en_to_sv[e["label"]], (e, s)
+        assert e["sentence"].strip() and s["sentence"].strip() and e["sentence"] != s["sentence"]
+    assert len({r["sentence"] for r in en}) == len(en) and len({r["sentence"] for r in sv}) == len(sv)
+    assert len({r["label"] for r in sv}) > 3  # grammatical variants for normalize-labels to fold
+    if shared_data_or_none is not None:
+        theirs = set()
+        for f in shared_data_or_none.glob("*/*.jsonl"):
+            theirs.update(json.loads(x).get("sentence", "") for x in f.read_text(encoding="utf-8").splitlines())
+        assert not theirs & {r["sentence"] for r in en}
+
+
+def test_compare_table(tmp_path):
+    sys.path.insert(0, str(PIPELINES))
+    try:
+        import compare
+    finally:
+        sys.path.pop(0)
+
+    def summary(path, values):
+        rows = [{"fold": i, "train_fraction": 1.0, "sample": None, "accuracy": v} for i, v in enumerate(values)]
+        mean = sum(values) / len(values)
+        std = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+        path.write_text(json.dumps({"metric": "accuracy", "keys": ["accuracy"], "rows": rows, "groups": [
+            {"train_fraction": 1.0, "results": len(values), "mean": {"accuracy": mean}, "std": {"accuracy": std}}]}))
+
+    summary(tmp_path / "p.json", [0.5, 0.7])
+    summary(tmp_path / "z.json", [0.25, 0.25, 0.5])
+    compare.main(["-o", str(tmp_path / "out"), "--plot", str(tmp_path / "c.png"), f"p-tuned={tmp_path / 'p.json'}", f"zero-shot={tmp_path / 'z.json'}"])
+    md = (tmp_path / "out.md").read_text()
+    assert "| p-tuned | 2 | **60.00** ± 14.14 | 50.00, 70.00 |" in md
+    assert "| zero-shot | 3 | **33.33** ± 14.43 | 25.00, 25.00, 50.00 |" in md
+    data = json.loads((tmp_path / "out.json").read_text())
+    assert data["key"] == "accuracy" and [r["setting"] for r in data["rows"]] == ["p-tuned", "zero-shot"]
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit, match="no such summary"):
+        compare.main(["-o", str(tmp_path / "x"), f"a={tmp_path / 'missing.json'}"])
+
+
+@pytest.fixture
+def shared_data_or_none():
+    from tests.conftest import SHARED_DATA
+
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
