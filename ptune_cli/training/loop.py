@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,8 +62,12 @@ def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
 
+    # Several processes but no GPU (torchrun, `accelerate launch --multi_gpu` on a CPU box):
+    # accelerate only picks the gloo CPU backend when told the run is on CPU.
+    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
         return Accelerator(
+            cpu=cpu,
             mixed_precision=cfg.precision,
             log_with=None if cfg.report_to == "none" else [cfg.report_to],
             project_dir=cfg.output,

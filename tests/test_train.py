@@ -1,0 +1,233 @@
+"""`ptune train` end to end on a tiny Llama: files written, continual learning, resume after an
+interruption, early stopping, NaN guard, bad input."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from ptune_cli.errors import UserError
+from ptune_cli.ptuning.table import PROMPT_TABLE_FILE, load_prompt_table
+from ptune_cli.training import TrainConfig, run_train
+
+REPO = Path(__file__).resolve().parents[1]
+SENT_TPL = str(REPO / "templates" / "sv-sentiment.json")
+INTENT_TPL = str(REPO / "templates" / "sv-intent-slot.json")
+
+
+def sentiment_records(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    words = "make me a coffee please wake me up at seven".split()
+    out = []
+    for _ in range(n):
+        lab = rng.choice(["positiv", "negativ"])
+        head = "Aktierna föll kraftigt" if lab == "negativ" else "Företaget rapporterade stark vinsttillväxt"
+        out.append({"taskname": "sentiment-task", "sentence": f"{head} {' '.join(rng.sample(words, rng.randint(1, 6)))}", "label": lab})
+    return out
+
+
+def intent_records(n: int) -> list[dict]:
+    utts = [("make me a coffee", "\nIntent: iot_coffee\nSlots: None"), ("wake me up at seven am", "\nIntent: alarm_set\nSlots: time(seven am)")]
+    return [{"taskname": "intent_and_slot", "utterance": u, "label": lab} for u, lab in (utts * n)[:n]]
+
+
+def write(path: Path, records: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return {
+        "train": write(tmp_path / "train.jsonl", sentiment_records(24)),
+        "val": write(tmp_path / "val.jsonl", sentiment_records(8, seed=1)),
+        "intent": write(tmp_path / "intent.jsonl", intent_records(12)),
+    }
+
+
+def cfg(tiny_lm_dir, data, out, **kw) -> TrainConfig:
+    base = dict(train=data["train"], output=str(out), template=SENT_TPL, model=str(tiny_lm_dir), epochs=2, lr=1e-2)
+    return TrainConfig(**{**base, **kw})
+
+
+def tensor_bytes(run_dir, name: str) -> bytes:
+    with safe_open(str(Path(run_dir) / PROMPT_TABLE_FILE), "pt") as f:
+        return f.get_tensor(name).numpy().tobytes()
+
+
+def test_cli_end_to_end(tiny_lm_dir, data, tmp_path):
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    out = tmp_path / "run"
+    args = ["train", "--train", data["train"], "--val", data["val"], "--template", SENT_TPL, "--model", str(tiny_lm_dir),
+            "-o", str(out), "--epochs", "2", "--encoder", "mlp", "--lr", "0.01"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "trainable params:" in res.output and "prompt table:" in res.output and "24 training examples" in res.output
+    table = load_prompt_table(out)
+    assert list(table.prompts) == ["sentiment-task"] and tuple(table.prompts["sentiment-task"].shape) == (10, 32)
+    meta = table.meta
+    assert meta["base_model"] == str(Path(tiny_lm_dir).resolve()) and meta["hidden_size"] == 32
+    assert meta["templates"]["sentiment-task"]["prompt_template"] == "<|VIRTUAL_PROMPT_0|> {sentence}:{label}"
+    assert meta["hyperparameters"]["encoder"] == "mlp" and meta["created_by"] == "ptune train"
+    log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4, 5, 6]
+    assert set(log[0]) >= {"step", "loss", "lr", "val_loss", "tokens_per_s"}
+    assert log[2]["val_loss"] is not None and log[0]["val_loss"] is None  # evaluated each epoch (3 steps)
+    assert json.loads((out / "config.json").read_text())["config"]["lr"] == 0.01
+    # a second run into the same folder without --resume is refused with one line
+    res2 = CliRunner().invoke(app, args)
+    assert res2.exit_code == 1 and "already holds a run" in res2.output
+
+
+@pytest.fixture(scope="module")
+def steerable_lm(tiny_lm_dir, tmp_path_factory):
+    """The tiny Llama with its weight matrices scaled ×10: at the default init (std 0.02) its
+    outputs are near-uniform whatever the input, so no prompt could move its loss."""
+    import shutil
+
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path_factory.mktemp("steerable")
+    model = AutoModelForCausalLM.from_pretrained(tiny_lm_dir)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.mul_(10)
+    model.save_pretrained(out)
+    for f in Path(tiny_lm_dir).glob("*token*"):
+        shutil.copy(f, out / f.name)
+    return out
+
+
+@pytest.mark.parametrize("encoder", ["lstm", "mlp", "embedding"])
+def test_loss_falls_on_repeated_data(steerable_lm, data, tmp_path, encoder):
+    r = run_train(cfg(steerable_lm, data, tmp_path / encoder, encoder=encoder, epochs=8, lr=3e-2))
+    log = [json.loads(x) for x in (tmp_path / encoder / "log.jsonl").read_text().splitlines()]
+    first, last = sum(x["loss"] for x in log[:3]) / 3, sum(x["loss"] for x in log[-3:]) / 3
+    assert last < first - 1.0, (first, last)
+    assert r.trainable_params > 0 and r.total_params > r.trainable_params
+
+
+def test_continual_learning_keeps_earlier_prompts_byte_identical(tiny_lm_dir, data, tmp_path):
+    a = tmp_path / "a"
+    run_train(cfg(tiny_lm_dir, data, a, epochs=1))
+    b = tmp_path / "b"
+    r = run_train(cfg(tiny_lm_dir, data, b, train=data["intent"], template=INTENT_TPL, existing=str(a), model=None, epochs=1))
+    assert r.existing_tasks == ["sentiment-task"] and r.tasks == ["intent_and_slot"]
+    assert tensor_bytes(a, "sentiment-task") == tensor_bytes(b, "sentiment-task")
+    tb = load_prompt_table(b)
+    assert set(tb.prompts) == {"sentiment-task", "intent_and_slot"}
+    assert tb.template("sentiment-task").prompt_template == load_prompt_table(a).template("sentiment-task").prompt_template
+    assert tb.meta["tasks"]["sentiment-task"]["from_existing"] == str(a)
+    # the same task name again is refused
+    with pytest.raises(UserError, match="already trained there"):
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "c", existing=str(a)))
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_lm_dir, data, tmp_path):
+    full = tmp_path / "full"
+    kw = dict(val=data["val"], epochs=3, save_every=2, eval_every=4)
+    run_train(cfg(tiny_lm_dir, data, full, **kw))
+
+    class Killed(Exception):
+        pass
+
+    def crash(kind, rec):
+        if kind == "step" and rec["step"] == 7:  # last checkpoint: step 6
+            raise Killed
+
+    part = tmp_path / "part"
+    with pytest.raises(Killed):
+        run_train(cfg(tiny_lm_dir, data, part, **kw), on_event=crash)
+    assert not (part / PROMPT_TABLE_FILE).exists()
+    r = run_train(cfg(tiny_lm_dir, data, part, resume=True, **kw))
+    assert r.resumed_from == 6
+    assert tensor_bytes(full, "sentiment-task") == tensor_bytes(part, "sentiment-task")
+    strip = lambda p: [{k: v for k, v in json.loads(x).items() if k != "tokens_per_s"} for x in (p / "log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert strip(full) == strip(part)
+    # resuming a finished run exports again without training
+    again = run_train(cfg(tiny_lm_dir, data, part, resume=True, **kw))
+    assert again.steps == 9 and tensor_bytes(full, "sentiment-task") == tensor_bytes(part, "sentiment-task")
+    # changed options are refused
+    with pytest.raises(UserError, match="options differ.*lr"):
+        run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "lr": 0.5}))
+
+
+def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
+    # an lr so small the val loss never improves by min_delta: stops after patience evaluations
+    kw = dict(val=data["val"], lr=1e-9, eval_every=1, early_stopping_patience=2, max_steps=20, warmup_steps=0)
+    r = run_train(cfg(tiny_lm_dir, data, tmp_path / "es", **kw))
+    assert r.stopped_early and r.steps == 3 and r.best_step == 1
+    one = run_train(cfg(tiny_lm_dir, data, tmp_path / "one", **{**kw, "max_steps": 1}))
+    assert one.steps == 1
+    assert tensor_bytes(tmp_path / "es", "sentiment-task") == tensor_bytes(tmp_path / "one", "sentiment-task")
+
+
+def test_nan_loss_stops_with_clear_message(tiny_lm_dir, data, tmp_path, monkeypatch):
+    import ptune_cli.training.loop as loop
+
+    real = loop.answer_loss
+
+    def nan_loss(*a, **k):
+        loss, n = real(*a, **k)
+        return loss * float("nan"), n
+
+    monkeypatch.setattr(loop, "answer_loss", nan_loss)
+    with pytest.raises(UserError, match=r"loss became nan at step 1 .*diverged; lower --lr"):
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "nan"))
+    assert not (tmp_path / "nan" / PROMPT_TABLE_FILE).exists()
+
+
+def test_bad_records_listed_together(tiny_lm_dir, data, tmp_path):
+    recs = sentiment_records(4)
+    recs[1] = {"taskname": "sentiment-task", "label": "positiv"}
+    recs[3] = {"taskname": "weather", "sentence": "x", "label": "y"}
+    bad = write(tmp_path / "bad.jsonl", recs)
+    with pytest.raises(UserError) as e:
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "r", train=bad))
+    msg = str(e.value)
+    assert "2 bad record(s)" in msg and "bad.jsonl:2: field 'sentence': missing" in msg
+    assert "bad.jsonl:4: field 'taskname': 'weather' has no template" in msg
+
+
+def test_too_long_examples_are_truncated_or_skipped_and_counted(tiny_lm_dir, data, tmp_path):
+    from transformers import AutoTokenizer
+
+    from ptune_cli.ptuning.template import encode_example, load_templates
+
+    recs = sentiment_records(8) + [dict(sentiment_records(1)[0], sentence="Aktierna föll " * 60)]
+    long = write(tmp_path / "long.jsonl", recs)
+    tok, tpl = AutoTokenizer.from_pretrained(tiny_lm_dir), load_templates(SENT_TPL)["sentiment-task"]
+    fit = max(len(encode_example(tpl, r, tok).input_ids) for r in recs[:8])
+    r = run_train(cfg(tiny_lm_dir, data, tmp_path / "t", train=long, max_length=fit, max_steps=1))
+    assert r.truncated == {"sentiment-task": 1} and r.skipped == {"sentiment-task": 0}
+    tpl = tmp_path / "notrunc.json"
+    tpl.write_text(json.dumps({**json.loads(Path(SENT_TPL).read_text()), "truncate_field": None}))
+    r = run_train(cfg(tiny_lm_dir, data, tmp_path / "s", train=long, template=str(tpl), max_length=fit, max_steps=1))
+    assert r.skipped == {"sentiment-task": 1} and r.examples == {"sentiment-task": 8}
+    assert load_prompt_table(tmp_path / "s").meta["tasks"]["sentiment-task"]["skipped_too_long"] == 1
+
+
+def test_multitask_one_encoder_gpt2(tiny_gpt2_dir, data, tmp_path):
+    both = write(tmp_path / "both.jsonl", sentiment_records(8) + intent_records(8))
+    r = run_train(cfg(tiny_gpt2_dir, data, tmp_path / "mt", train=both, template=str(REPO / "templates" / "sv-multitask.json"), encoder="lstm"))
+    t = load_prompt_table(tmp_path / "mt")
+    assert r.tasks == ["sentiment-task", "intent_and_slot"] and set(t.prompts) == set(r.tasks)
+    assert not torch.equal(t.prompts["sentiment-task"], t.prompts["intent_and_slot"])
+
+
+def test_invalid_options_reported_together(tmp_path):
+    c = TrainConfig(train="t", output=str(tmp_path), template=None, encoder="gru", lr=0, init="text:", batch_size=0)
+    with pytest.raises(UserError) as e:
+        run_train(c)
+    msg = str(e.value)
+    for flag in ("--encoder", "--lr", "--init", "--batch-size", "--template"):
+        assert flag in msg
