@@ -6,7 +6,8 @@ task name (the mean of its word embeddings) so the shared network knows which ta
 ``embedding`` is prompt tuning: the table itself is the prompt.
 
 After training, :meth:`PromptEncoder.table` runs the encoder once per task; that [T, h] output
-is all inference needs.
+is all inference needs. The lstm/mlp output is residual (input table + network): see
+:meth:`PromptEncoder.forward`.
 """
 
 from __future__ import annotations
@@ -51,10 +52,12 @@ class PromptEncoder(nn.Module):
         x = self.inputs[task]
         if self.kind == "embedding":
             return x
-        x = x + self.task_vectors[task]
+        h = x + self.task_vectors[task]
         if self.kind == "lstm":
-            x = self.lstm(x.unsqueeze(0))[0].squeeze(0)
-        return self.head(x)
+            h = self.lstm(h.unsqueeze(0))[0].squeeze(0)
+        # Residual (unlike NeMo): training starts from the input table, i.e. from prompts that
+        # look like real token embeddings, and --init text:… means something for lstm/mlp too.
+        return x + self.head(h)
 
     @torch.no_grad()
     def table(self) -> dict[str, torch.Tensor]:
@@ -79,16 +82,16 @@ def initial_inputs(
     """The starting input table [T, h] of one task.
 
     ``init="text:…"``: the text's token embeddings, repeated to fill T (prompt-tuning init).
-    ``init="random"``: normal noise at the scale of the vocabulary embeddings; with
-    ``name_first`` (lstm/mlp, as NeMo) the first rows are the task name's word embeddings.
+    ``init="random"``: embeddings of tokens drawn at random from the first 5,000 vocabulary
+    entries (BPE ids there are frequent pieces; real-token rows start better than noise);
+    with ``name_first`` (lstm/mlp, as NeMo) the first rows are the task name's embeddings.
     """
-    h = emb.shape[1]
-    std = float(emb.float().std())
     if init.startswith("text:"):
         rows = _token_rows(init[5:], tokenizer, emb)
         reps = -(-total // rows.shape[0])
         return rows.repeat(reps, 1)[:total].clone()
-    table = torch.randn(total, h) * std
+    ids = torch.randint(0, min(emb.shape[0], 5000), (total,))
+    table = emb[ids.to(emb.device)].detach().float().cpu().clone()
     if name_first:
         rows = _token_rows(taskname, tokenizer, emb)[:total]
         table[: rows.shape[0]] = rows

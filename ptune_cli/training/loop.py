@@ -173,8 +173,9 @@ def _loop(s: Setup, acc, st: _State, cfg: TrainConfig, log, emit) -> None:
             loss, tokens = _optimizer_step(s, acc, steps[k], cfg)
             st.step += 1
             st.last_loss = loss
+            dt = time.perf_counter() - t0
             rec = {"step": st.step, "epoch": epoch + 1, "loss": round(loss, 6), "lr": lr, "val_loss": None,
-                   "tokens_per_s": round(tokens / max(time.perf_counter() - t0, 1e-9), 1)}
+                   "tokens_per_s": round(tokens / max(dt, 1e-9), 1), "step_s": round(dt, 4)}
             last = st.step >= s.total_steps
             due = (st.step % cfg.eval_every == 0) if cfg.eval_every else k == s.steps_per_epoch - 1
             if s.val is not None and (due or last):
