@@ -174,3 +174,39 @@ def test_meta_from_kfold_manifest(env, tmp_path):
     assert r.exit_code == 0, r.output
     meta = json.loads(res_p.read_text())["meta"]
     assert (meta["fold"], meta["train_fraction"], meta["sample"]) == (1, 0.5, 9)  # option overrides
+
+
+def test_killed_eval_resumes_from_partial(env, tmp_path):
+    from ptune_cli.evaluate.run import EvalConfig, run_eval
+
+    def cfg(out, **kw):
+        return EvalConfig(run=env["run"], data=env["test"], predictions_out=str(out), batch_size=2, **kw)
+
+    ref_out = tmp_path / "ref.jsonl"
+    ref = run_eval(cfg(ref_out))
+    assert not (tmp_path / "ref.jsonl.partial").exists()
+
+    out = tmp_path / "pred.jsonl"
+    calls = []
+
+    def die(k):  # "kill" the run after its first batch
+        calls.append(k)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg(out), on_progress=die)
+    partial = tmp_path / "pred.jsonl.partial"
+    assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 2
+    with open(partial, "a") as fh:
+        fh.write('{"i": 5, "predi')  # torn line from a kill -9 mid-write
+    totals = []
+    res = run_eval(cfg(out), on_total=totals.append)
+    assert totals == [4] and res["meta"]["resumed"] == 2
+    assert _read(out) == _read(ref_out) and res["accuracy"] == ref["accuracy"]
+    assert not partial.exists()
+    # other options -> other key: the stale sidecar is not reused
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg(out), on_progress=die)
+    totals = []
+    res = run_eval(cfg(out, max_new_tokens=3), on_total=totals.append)
+    assert totals == [6] and res["meta"]["resumed"] == 0

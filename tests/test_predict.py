@@ -161,3 +161,22 @@ def test_baseline_template_and_shots(tmp_path, tiny_lm_dir):
         shots_for("one", 3)
     with pytest.raises(UserError, match="fewer than --shots 20"):
         draw_shots(str(train), TEMPLATE, 20, seed=0)
+
+
+@pytest.mark.slow
+def test_real_smollm2_batched_equals_one_at_a_time(shared_data):
+    """The packaged SmolLM2-135M, a random prompt, FPB sentences of different lengths."""
+    from ptune_cli.io import read_records
+    from ptune_cli.models import load_causal_lm
+
+    model, tok = load_causal_lm(None)
+    recs = read_records(shared_data / "financial_phrasebank" / "fpb_allagree_sentiment.jsonl")[:6]
+    tpl = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 10, [10], "label", "sentence")
+    emb = model.get_input_embeddings().weight
+    prompt = torch.randn(10, emb.shape[1], generator=torch.Generator().manual_seed(0)) * emb.std()
+    encs = [encode_example(tpl, r, tok, include_answer=False) for r in recs]
+    stops = predict.stop_token_ids(tok, True)
+    with torch.no_grad():
+        batched = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=6, stop_ids=stops)
+        singles = [predict.generate_ids(model, tok, [e], prompt, max_new_tokens=6, stop_ids=stops)[0] for e in encs]
+    assert batched == singles

@@ -22,6 +22,7 @@ from ptune_cli.ptuning.model import inject_prompts
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 Progress = Callable[[int], None] | None
+OnBatch = Callable[..., None] | None  # (indices, predictions[, scores]) after each batch
 _NEWLINE_IDS: dict[int, tuple[object, list[int]]] = {}
 
 
@@ -117,8 +118,10 @@ def decode_prediction(tokenizer, ids: Sequence[int], stop_at_newline: bool) -> s
 @torch.inference_mode()
 def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, batch_size: int = 16,
                    max_new_tokens: int = 32, stop_at_newline: bool = True,
-                   on_progress: Progress = None) -> list[str]:
-    """Greedy predictions for every encoding (input order); ``None`` encodings give ``""``."""
+                   on_progress: Progress = None, on_batch: OnBatch = None) -> list[str]:
+    """Greedy predictions for every encoding (input order); ``None`` encodings give ``""``.
+
+    ``on_batch(indices, texts)`` sees each finished batch (for resumable output)."""
     stops = stop_token_ids(tokenizer, stop_at_newline)
     preds = [""] * len(encs)
     for idx in _batches(encs, batch_size):
@@ -126,6 +129,8 @@ def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, 
                             max_new_tokens=max_new_tokens, stop_ids=stops)
         for i, ids in zip(idx, rows, strict=True):
             preds[i] = decode_prediction(tokenizer, ids, stop_at_newline)
+        if on_batch:
+            on_batch(idx, [preds[i] for i in idx])
         if on_progress:
             on_progress(len(idx))
     return preds
@@ -174,10 +179,11 @@ def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch
 @torch.inference_mode()
 def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], encs: Sequence[Encoded | None],
                 prompt, candidates: Sequence[str], *, batch_size: int = 16,
-                on_progress: Progress = None) -> tuple[list[str], list[list[float] | None]]:
+                on_progress: Progress = None, on_batch: OnBatch = None) -> tuple[list[str], list[list[float] | None]]:
     """The most likely candidate per record, and every candidate's log-likelihood (input order).
 
-    ``None`` encodings give ``""`` and no scores.
+    ``None`` encodings give ``""`` and no scores. ``on_batch(indices, preds, scores)`` sees
+    each finished batch.
     """
     preds: list[str] = [""] * len(encs)
     all_scores: list[list[float] | None] = [None] * len(encs)
@@ -191,6 +197,8 @@ def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], en
         for row, i in enumerate(idx):
             preds[i] = candidates[best[row]]
             all_scores[i] = [round(float(s), 4) for s in scores[row]]
+        if on_batch:
+            on_batch(idx, [preds[i] for i in idx], [all_scores[i] for i in idx])
         if on_progress:
             on_progress(len(idx))
     return preds, all_scores

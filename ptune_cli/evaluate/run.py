@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,18 +199,19 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     if cfg.mode == "predictions":
         results, pred_recs = score_predictions_file(cfg)
     else:
+        from ptune_cli.evaluate.resume import PartialPredictions
         from ptune_cli.evaluate.session import predict_records
 
-        t0 = time.perf_counter()
-        pred_recs, golds, extra = predict_records(cfg, on_progress=on_progress, on_total=on_total)
-        seconds = time.perf_counter() - t0
+        partial = PartialPredictions.for_config(cfg)
+        pred_recs, golds, extra = predict_records(cfg, on_progress=on_progress, on_total=on_total, partial=partial)
         results = score(golds, [r["prediction"] for r in pred_recs], extra["metric"], _label_map(cfg))
-        extra.update(seconds=round(seconds, 3), records_per_s=round(len(golds) / seconds, 3) if seconds else None)
         results["meta"] = _meta(cfg, extra)
     if cfg.predictions_out:
         write_records(cfg.predictions_out, pred_recs)
     if cfg.output:
         write_json(cfg.output, results)
+    if cfg.mode != "predictions" and partial is not None:
+        partial.remove()  # outputs are complete: nothing left to resume
     return results
 
 

@@ -3,6 +3,7 @@ read the test records, encode them and predict (generation or rank decoding)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ptune_cli.errors import UserError
@@ -94,8 +95,12 @@ def _candidates(cfg, setup: TaskSetup, golds: list[str]) -> list[str]:
     return list(dict.fromkeys(saved)) if saved else sorted(set(golds))
 
 
-def predict_records(cfg, on_progress=None, on_total=None) -> tuple[list[dict], list[str], dict]:
-    """-> (records with ``prediction``, gold labels, meta). The prompt never enters a prediction."""
+def predict_records(cfg, on_progress=None, on_total=None, partial=None) -> tuple[list[dict], list[str], dict]:
+    """-> (records with ``prediction``, gold labels, meta). The prompt never enters a prediction.
+
+    ``partial`` (a :class:`~ptune_cli.evaluate.resume.PartialPredictions`) keeps finished
+    batches so that a killed run resumes where it stopped.
+    """
     from ptune_cli.models import load_causal_lm, model_id
     from ptune_cli.ptuning.template import encode_example
 
@@ -116,36 +121,52 @@ def predict_records(cfg, on_progress=None, on_total=None) -> tuple[list[dict], l
     limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
     prepared = [setup.prepare(r) if setup.prepare else r for r in records]
     encs = [encode_example(setup.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
+    done = partial.load() if partial else {}
+    todo = [None if i in done else e for i, e in enumerate(encs)]
     if on_total:
-        on_total(sum(e is not None for e in encs))
+        on_total(sum(e is not None for e in todo))
     extra = {**setup.extra, "model": model_id(setup.model), "metric": metric, "decode": cfg.decode,
-             "skipped": sum(e is None for e in encs), "batch_size": cfg.batch_size}
-    out = [dict(r) for r in records]
-    if cfg.decode == "rank":
-        _rank_into(cfg, model, tok, setup, prepared, encs, golds, out, extra, on_progress)
-    else:
-        from ptune_cli.evaluate.predict import generate_texts
-
-        preds = generate_texts(model, tok, encs, setup.prompt, batch_size=cfg.batch_size,
-                               max_new_tokens=max_new, stop_at_newline=one_line, on_progress=on_progress)
-        for rec, p in zip(out, preds, strict=True):
-            rec["prediction"] = p
+             "skipped": sum(e is None for e in encs), "resumed": len(done), "batch_size": cfg.batch_size}
+    if cfg.decode == "generate":
         extra.update(max_new_tokens=max_new, stop_at_newline=one_line)
+    t0 = time.perf_counter()
+    fields = _predict(cfg, model, tok, setup, prepared, todo, golds, extra, max_new, one_line,
+                      on_progress, partial)
+    seconds = time.perf_counter() - t0
+    n_new = sum(e is not None for e in todo)
+    extra.update(seconds=round(seconds, 3), records_per_s=round(n_new / seconds, 3) if n_new and seconds else None)
+    out = []
+    for i, rec in enumerate(records):
+        out.append({**rec, **done.get(i, fields[i])})
     return out, golds, extra
 
 
-def _rank_into(cfg, model, tok, setup, prepared, encs, golds, out, extra, on_progress) -> None:
-    """Rank decoding: ``prediction`` = the most likely candidate, ``scores`` = every log-likelihood."""
-    from ptune_cli.evaluate.predict import rank_labels
+def _predict(cfg, model, tok, setup, prepared, encs, golds, extra, max_new, one_line, on_progress, partial):
+    """Per record ``{"prediction": …}`` (+ ``"scores"`` with rank decoding)."""
+    from ptune_cli.evaluate.predict import generate_texts, rank_labels
 
-    cands = _candidates(cfg, setup, golds)
-    preds, scores = rank_labels(model, tok, setup.template, prepared, encs, setup.prompt, cands,
-                                batch_size=cfg.batch_size, on_progress=on_progress)
-    for rec, p, s in zip(out, preds, scores, strict=True):
-        rec["prediction"] = p
-        if s is not None:
-            rec["scores"] = dict(zip(cands, s, strict=True))
-    extra["candidates"] = cands
+    def keep(idx, preds, scores=None):
+        if partial is not None:
+            partial.append([(i, _fields(p, scores[k] if scores else None, cands))
+                            for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
+
+    if cfg.decode == "rank":
+        cands = _candidates(cfg, setup, golds)
+        extra["candidates"] = cands
+        preds, scores = rank_labels(model, tok, setup.template, prepared, encs, setup.prompt, cands,
+                                    batch_size=cfg.batch_size, on_progress=on_progress, on_batch=keep)
+        return [_fields(p, s, cands) for p, s in zip(preds, scores, strict=True)]
+    cands = None
+    preds = generate_texts(model, tok, encs, setup.prompt, batch_size=cfg.batch_size, max_new_tokens=max_new,
+                           stop_at_newline=one_line, on_progress=on_progress, on_batch=keep)
+    return [{"prediction": p} for p in preds]
+
+
+def _fields(pred: str, scores, cands) -> dict:
+    out = {"prediction": pred}
+    if scores is not None:
+        out["scores"] = dict(zip(cands, scores, strict=True))
+    return out
 
 
 def _auto_max_new_tokens(tok, golds: list[str]) -> int:
