@@ -6,6 +6,7 @@ Swedish, writes it in the opus-mt layout (``source.spm``, ``target.spm``, ``voca
 expects) and saves a random-weight ``MarianMTModel``. ``final_logits_bias[eos]`` is raised so
 that greedy outputs end instead of always running to the length cap.
 
+``pad_vocab_to`` adds unused vocabulary entries so the output layer has a realistic size.
 The default is 2+2 layers with d_model 32 (loads in well under a second) and a large init_std
 so that outputs depend on the input: a mix of short outputs and ones that run to the cap and
 repeat themselves (what the quality flags must catch). The bench passes ``d_model=512,
@@ -69,6 +70,7 @@ def build_tiny_marian(
     init_std: float = 0.2,
     seed: int = 0,
     corpus: list[str] | None = None,
+    pad_vocab_to: int = 0,
 ) -> Path:
     """Save a random Marian en→sv model and its tokenizer to ``out_dir``; returns the folder."""
     import sentencepiece as spm
@@ -83,6 +85,9 @@ def build_tiny_marian(
     sp = spm.SentencePieceProcessor(model_proto=model_bytes)
     pieces = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
     vocab = {p: i for i, p in enumerate(pieces)}
+    # unused entries give the output layer a realistic size (opus-mt-en-sv: 58,101) for benches
+    for k in range(len(vocab), pad_vocab_to - 1):
+        vocab[f"<unused{k}>"] = k
     vocab["<pad>"] = len(vocab)  # last, as in the opus-mt checkpoints
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     tok = MarianTokenizer(
@@ -117,6 +122,7 @@ def build_tiny_marian(
     with torch.no_grad():
         # A random model never prefers EOS; this bias makes outputs end near the input length.
         model.final_logits_bias[0, 0] = eos_bias
+        model.final_logits_bias[0, len(pieces) : pad] = -100.0  # unused entries: never generated
     model.generation_config.num_beams = 1
     model.save_pretrained(out)
     return out

@@ -98,10 +98,11 @@ class CT2Engine:
             )
             done = []
             for i, cap, res in zip(batch, caps, results, strict=True):
-                hyp = res.hypotheses[0]
-                finished = bool(hyp) and hyp[-1] == self.eos
-                body = [t for t in hyp if t not in (self.eos, self.target_prefix)]
-                finished = finished and len(body) < cap
+                hyp = [t for t in res.hypotheses[0] if t != self.target_prefix]
+                ended = hyp.index(self.eos) if self.eos in hyp else None
+                # cut at this sentence's own cap, so its output never depends on its batch-mates
+                finished = ended is not None and ended < cap
+                body = hyp[: ended if finished else cap]
                 ids = self.tok.convert_tokens_to_ids(body)
                 text = self.tok.decode(ids, skip_special_tokens=True).strip()
                 out[i] = check_output(texts[i], text, finished)

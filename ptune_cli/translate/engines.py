@@ -71,6 +71,7 @@ def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
 
 
@@ -129,6 +130,9 @@ class HFEngine:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"--model: cannot load a seq2seq model from '{cfg.model}' ({first})") from None
         self.model.to(self.device).eval()
+        # opus-mt configs force EOS at the length limit, which would hide truncation: the
+        # output would look finished. Without it, a capped output is detectable (length_cap).
+        self.model.generation_config.forced_eos_token_id = None
         self.forced_bos = target_start_token(self.tok, cfg)
         marian_prefix = f">>{cfg.tgt_lang}<<" if cfg.tgt_lang else None
         self.source_prefix = (
@@ -172,11 +176,10 @@ class HFEngine:
         for src, cap, n_in, row in zip(texts, caps, lengths, gen.tolist(), strict=True):
             body = row[1:]  # drop the decoder start token
             ended = next((k for k, t in enumerate(body) if t in eos_ids), None)
-            content = body if ended is None else body[:ended]
-            content = [t for t in content if t not in special]
+            # cut at this sentence's own cap, so its output never depends on its batch-mates
+            finished = ended is not None and ended < cap and n_in <= self._max_source_len()
+            content = [t for t in body[: ended if finished else cap] if t not in special]
             text = self.tok.decode(content, skip_special_tokens=True).strip()
-            # unfinished: no EOS, or more tokens than this sentence's own cap allows
-            finished = ended is not None and len(content) < cap and n_in <= self._max_source_len()
             results.append(check_output(src, text, finished))
         return results
 
