@@ -42,14 +42,14 @@ ifeq ($(DEMO_TRANSLATE),none)
 	cp $(DEMO_EN) $@
 	@echo "english sample ($(DEMO_EN)), not translated" > $(@D)/translation_source.txt
 else ifeq ($(DEMO_TRANSLATE),yes)
-	$(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS)
+	$(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) --report $(@D)/translate_report.json $(TRANSLATE_ARGS)
 	@echo "translated with $(TRANSLATE_MODEL)" > $(@D)/translation_source.txt
 else
 	@how=; \
 	if [ -d "$(TRANSLATE_MODEL)" ]; then how="local"; \
 	elif $(PY) -c "import sys; from huggingface_hub import try_to_load_from_cache as c; sys.exit(not isinstance(c('$(TRANSLATE_MODEL)', 'config.json'), str))" 2>/dev/null; then how="cached"; export HF_HUB_OFFLINE=1; \
 	elif $(PY) -c "import socket; socket.create_connection(('huggingface.co', 443), timeout=3)" 2>/dev/null; then how="online"; fi; \
-	if [ -n "$$how" ] && $(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) 2> $(@D)/translate.log; then \
+	if [ -n "$$how" ] && $(PTUNE) translate $(DEMO_EN) -o $@ --model $(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) --report $(@D)/translate_report.json $(TRANSLATE_ARGS) 2> $(@D)/translate.log; then \
 	  echo "demo: translated the sample with $(TRANSLATE_MODEL) ($$how)"; \
 	  echo "translated with $(TRANSLATE_MODEL) ($$how)" > $(@D)/translation_source.txt; \
 	else \

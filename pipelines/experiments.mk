@@ -90,7 +90,7 @@ define FOLD_CHAIN
 .PRECIOUS: $(1)/runs/fold_%/prompt_table.safetensors $(1)/eval/fold_%.json
 
 $(1)/runs/fold_%/prompt_table.safetensors: $(2)/manifest.json $(4) $(if $(7),$(7)/runs/fold_%/prompt_table.safetensors) | $(1)/settings.txt
-	$$(PTUNE) train --train $(2)/fold_$$*/train.jsonl --val $(2)/fold_$$*/val.jsonl --template $(4) $$(_model_arg) -o $(1)/runs/fold_$$* $(5) $(if $(7),--existing $(7)/runs/fold_$$*)
+	$$(PTUNE) train --train $(2)/fold_$$*/train.jsonl --val $(2)/fold_$$*/val.jsonl --template $(4) $$(_model_arg) -o $(1)/runs/fold_$$* --resume $(5) $(if $(7),--existing $(7)/runs/fold_$$*)
 
 $(1)/eval/fold_%.json: $(1)/runs/fold_%/prompt_table.safetensors
 	$$(PTUNE) eval --run $(1)/runs/fold_$$* --data $(2)/fold_$$*/test.jsonl -o $$@ --predictions-out $(1)/eval/fold_$$*.pred.jsonl $(6)
