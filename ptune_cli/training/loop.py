@@ -80,8 +80,9 @@ def _accelerator(cfg: TrainConfig):
 
 def _restore(s: Setup, acc, ckpt: dict) -> _State:
     acc.unwrap_model(s.encoder).load_state_dict(ckpt["encoder"])
-    s.optimizer.load_state_dict(ckpt["optimizer"])
-    s.scheduler.load_state_dict(ckpt["scheduler"])
+    if "optimizer" in ckpt:  # absent once the run is done
+        s.optimizer.load_state_dict(ckpt["optimizer"])
+        s.scheduler.load_state_dict(ckpt["scheduler"])
     set_rng_state(ckpt["rng"])
     st = _State(**ckpt["state"])
     return st
@@ -91,13 +92,10 @@ def _checkpoint(s: Setup, acc, st: _State, cfg: TrainConfig, done: bool = False)
     acc.wait_for_everyone()
     if acc.is_main_process:
         state = {k: getattr(st, k) for k in _State.__dataclass_fields__}
-        save_checkpoint(cfg.output, {
-            "done": done,
-            "encoder": acc.unwrap_model(s.encoder).state_dict(),
-            "optimizer": s.optimizer.state_dict(),
-            "scheduler": s.scheduler.state_dict(),
-            "state": state,
-        })
+        ckpt = {"done": done, "encoder": acc.unwrap_model(s.encoder).state_dict(), "state": state}
+        if not done:  # a finished run keeps no optimizer state (it can be 2× the encoder)
+            ckpt.update(optimizer=s.optimizer.state_dict(), scheduler=s.scheduler.state_dict())
+        save_checkpoint(cfg.output, ckpt)
     acc.wait_for_everyone()
 
 

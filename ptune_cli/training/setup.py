@@ -49,7 +49,8 @@ def check_run_dir(cfg: TrainConfig) -> dict | None:
         raise UserError(f"-o {run}: exists and is not a directory")
     ckpt = load_checkpoint(run) if cfg.resume else None
     if cfg.resume and ckpt is not None:
-        saved = json.loads((run / CONFIG_FILE).read_text(encoding="utf-8"))["config"]
+        conf = run / CONFIG_FILE
+        saved = json.loads(conf.read_text(encoding="utf-8"))["config"] if conf.is_file() else cfg.to_dict()
         now = cfg.to_dict()
         diff = sorted(k for k in now if k not in _RESUME_FREE and saved.get(k) != now[k])
         if diff:
