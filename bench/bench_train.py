@@ -5,7 +5,7 @@ on the same Financial PhraseBank records from ../shared/data, batch size 8, the 
 steps, 10 virtual tokens, an MLP prompt encoder (PEFT ``PromptEncoderConfig`` with MLP
 reparameterisation; ptune ``--encoder mlp``, plus its default ``lstm``), answer-only loss,
 AdamW. Each side runs in its own subprocess so peak RSS is its own. The first steps are warm-up
-and not timed.
+and not timed; the median step time is reported (robust to other jobs' bursts).
 
     .venv/bin/python bench/bench_train.py              # ~2-3 min on 2 CPU cores
     .venv/bin/python bench/bench_train.py --steps 30 --records 400
@@ -68,9 +68,9 @@ def worker_ptune(args, records_path: str, encoder: str) -> dict:
                           lr=3e-3, batch_size=args.batch_size, max_steps=args.steps, seed=0, save_every=10**6)
         run_train(cfg, on_event=on_event)
         log = [json.loads(x) for x in Path(out, "run", "log.jsonl").read_text().splitlines()]
-    timed = log[args.warmup:]
+    timed = sorted(r["step_s"] for r in log[args.warmup:])
     return {
-        "step_s": sum(r["step_s"] for r in timed) / len(timed),
+        "step_s": timed[len(timed) // 2],
         "peak_rss": rss.peak, "train_rss": rss.peak - base["rss"],
         "loss_first": log[0]["loss"], "loss_last": log[-1]["loss"],
     }
@@ -118,8 +118,8 @@ def worker_peft(args, records_path: str) -> dict:
         opt.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - t0)
         losses.append(float(loss))
-    timed = times[args.warmup:]
-    return {"step_s": sum(timed) / len(timed), "peak_rss": rss.peak, "train_rss": rss.peak - base,
+    timed = sorted(times[args.warmup:])
+    return {"step_s": timed[len(timed) // 2], "peak_rss": rss.peak, "train_rss": rss.peak - base,
             "loss_first": losses[0], "loss_last": losses[-1]}
 
 
@@ -157,11 +157,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "records.jsonl")
         path.write_text("".join(json.dumps(r) + "\n" for r in recs[: args.records]), encoding="utf-8")
+        load0 = os.getloadavg()[0]
         results = {side: run_side(side, args, str(path)) for side in ("peft", "ptune-mlp", "ptune-lstm")}
+        load1 = os.getloadavg()[0]
     peft = results["peft"]
     table = Table(title=f"train step: SmolLM2-135M, Financial PhraseBank ({args.records} records), batch {args.batch_size}, "
                   f"{args.steps} steps ({args.warmup} warm-up), 10 virtual tokens, {os.cpu_count()} CPUs")
-    for col in ("", "s/step", "× PEFT time", "peak RSS MB", "train RSS MB", "× PEFT train mem", "loss first→last"):
+    for col in ("", "median s/step", "× PEFT time", "peak RSS MB", "train RSS MB", "× PEFT train mem", "loss first→last"):
         table.add_column(col, justify="right")
     names = {"peft": "PEFT P-tuning (MLP)", "ptune-mlp": "ptune --encoder mlp", "ptune-lstm": "ptune --encoder lstm"}
     for side, r in results.items():
@@ -170,6 +172,8 @@ def main() -> None:
                       f"{r['loss_first']:.2f}→{r['loss_last']:.2f}")
     Console().print(table)
     print("goal: ptune ≤ 0.75× PEFT time/step, no more memory")
+    if max(load0, load1) > (os.cpu_count() or 1):
+        print(f"warning: load average {load0:.1f} → {load1:.1f} on {os.cpu_count()} CPUs: other jobs share the machine, times are inflated")
 
 
 if __name__ == "__main__":

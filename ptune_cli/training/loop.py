@@ -60,7 +60,15 @@ class _State:
 
 def _accelerator(cfg: TrainConfig):
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import (
+        DistributedDataParallelKwargs,
+        is_tensorboard_available,
+        is_wandb_available,
+    )
+
+    available = {"none": True, "tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
+    if not available[cfg.report_to]:
+        raise UserError(f"--report-to {cfg.report_to}: the {cfg.report_to} package is not installed (pip install {cfg.report_to})")
 
     # Several processes but no GPU (torchrun, `accelerate launch --multi_gpu` on a CPU box):
     # accelerate only picks the gloo CPU backend when told the run is on CPU.
