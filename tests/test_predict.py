@@ -72,6 +72,16 @@ def _greedy_no_cache(model, enc, prompt, max_new, stops):
     return out
 
 
+def _hf_generate_one(model, tok, enc, prompt, max_new, stops):
+    """Reference: transformers' model.generate on one example (no padding)."""
+    ids = torch.tensor([enc.input_ids])
+    embeds = inject_prompts(model, ids, torch.tensor([enc.virtual_mask]), prompt)
+    with torch.no_grad():
+        out = model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), do_sample=False,
+                             max_new_tokens=max_new, eos_token_id=list(stops), pad_token_id=tok.pad_token_id)
+    return predict.cut_at_stop(out[0].tolist(), set(stops))
+
+
 @pytest.mark.parametrize("stop_at_newline", [False, True])
 def test_batched_generation_equals_one_at_a_time(lm, prompt, stop_at_newline):
     model, tok = lm
@@ -81,10 +91,32 @@ def test_batched_generation_equals_one_at_a_time(lm, prompt, stop_at_newline):
     with torch.no_grad():
         batched = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=12, stop_ids=stops)
     for enc, got in zip(encs, batched, strict=True):
-        single = predict.generate_ids(model, tok, [enc], prompt, max_new_tokens=12, stop_ids=stops)[0]
-        assert got == single  # model.generate one at a time
+        assert got == _hf_generate_one(model, tok, enc, prompt, 12, stops)  # model.generate, one at a time
         assert got == _greedy_no_cache(model, enc, prompt, 12, set(stops))  # no cache at all
     assert len({t for row in batched for t in row}) > 5  # outputs are not trivial repetitions
+
+
+def test_rows_that_stop_leave_the_batch(lm, prompt):
+    model, tok = lm
+    encs = _encs(tok)
+    free = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=10, stop_ids=[tok.eos_token_id])
+    # make one frequent token a stop: rows end at different steps, the others must not change
+    stop = free[0][3]
+    cut = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=10, stop_ids=[tok.eos_token_id, stop])
+    assert cut == [predict.cut_at_stop(row, {stop}) for row in free]
+    assert len({len(row) for row in cut}) > 1
+
+
+def test_shared_prefix_len(tiny_lm_dir):
+    from ptune_cli.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_lm_dir))
+    encs = _encs(tok)
+    n = predict.shared_prefix_len(encs)
+    assert n >= 3  # the first virtual block at least (plus BOS where the tokenizer adds one)
+    assert len({tuple(e.input_ids[:n]) for e in encs}) == 1
+    assert len({e.input_ids[n] for e in encs}) > 1 or any(len(e.input_ids) == n + 1 for e in encs)
+    assert predict.shared_prefix_len(encs[:1]) == len(encs[0].input_ids) - 1
 
 
 def test_generate_texts_keeps_input_order_and_strips_prompt(lm, prompt):
@@ -178,5 +210,4 @@ def test_real_smollm2_batched_equals_one_at_a_time(shared_data):
     stops = predict.stop_token_ids(tok, True)
     with torch.no_grad():
         batched = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=6, stop_ids=stops)
-        singles = [predict.generate_ids(model, tok, [e], prompt, max_new_tokens=6, stop_ids=stops)[0] for e in encs]
-    assert batched == singles
+    assert batched == [_hf_generate_one(model, tok, e, prompt, 6, stops) for e in encs]

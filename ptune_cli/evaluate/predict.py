@@ -3,7 +3,10 @@
 * :func:`generate_texts` — batched greedy generation with a KV cache from ``inputs_embeds``
   (the task's prompt rows injected at the virtual positions), left padding, stopping at EOS and,
   for one-line answers, at the first token that contains a newline. Only the new tokens are
-  decoded, so no prompt text can leak into a prediction.
+  decoded, so no prompt text can leak into a prediction. The loop is ours rather than
+  ``model.generate`` so that the prefix every prompt shares (virtual tokens, fixed template
+  text) is run once per batch and finished rows leave the batch; tests check it against
+  ``model.generate`` one record at a time, token for token.
 * :func:`rank_labels` — closed label sets: each candidate label is scored by the log-likelihood
   of its answer tokens + EOS (how the answer was trained) after the prompt; the prompt is run
   once per record and its KV cache is shared by every candidate.
@@ -60,13 +63,45 @@ def left_pad(encs: Sequence[Encoded], pad_id: int, device=None):
     return ids.to(device), mask.to(device), vmask.to(device)
 
 
-def _embeds(model, encs, prompt, pad_id):
-    device = model.get_input_embeddings().weight.device
-    ids, mask, vmask = left_pad(encs, pad_id, device)
-    if prompt is None:
-        prompt = torch.zeros(0, model.get_input_embeddings().weight.shape[1])
-    embeds = inject_prompts(model, ids, vmask, prompt.to(device))
-    return embeds, mask
+def shared_prefix_len(encs: Sequence[Encoded]) -> int:
+    """Leading positions equal in every encoding (token and virtual flag), keeping at least one
+    own token per encoding. Virtual tokens and fixed template text usually start every prompt:
+    their keys and values are computed once per batch instead of once per record."""
+    first = encs[0]
+    limit = min(len(e.input_ids) for e in encs) - 1
+    k = 0
+    while k < limit and all(
+        e.input_ids[k] == first.input_ids[k] and e.virtual_mask[k] == first.virtual_mask[k] for e in encs
+    ):
+        k += 1
+    return k
+
+
+def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int):
+    """Run a batch of prompts: the shared prefix once (then repeated over the batch), each row's
+    own tokens left-padded after it. Returns ``(last logits [B, V], cache, attention mask
+    [B, P+L], position of each row's last token [B])``."""
+    emb = model.get_input_embeddings()
+    device = emb.weight.device
+    prompt = (torch.zeros(0, emb.weight.shape[1]) if prompt is None else prompt).to(device)
+    n_pre = shared_prefix_len(encs)
+    n_virt = sum(encs[0].virtual_mask[:n_pre])  # prompt rows that belong to the prefix
+    cache = None
+    if n_pre:
+        ids = torch.tensor([encs[0].input_ids[:n_pre]], device=device)
+        vmask = torch.tensor([encs[0].virtual_mask[:n_pre]], device=device)
+        out = model(inputs_embeds=inject_prompts(model, ids, vmask, prompt[:n_virt]), use_cache=True,
+                    logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(len(encs))
+    rest = [Encoded(e.input_ids[n_pre:], e.virtual_mask[n_pre:], [], 0, False) for e in encs]
+    ids, own_mask, vmask = left_pad(rest, pad_id, device)
+    embeds = inject_prompts(model, ids, vmask, prompt[n_virt:])
+    mask = torch.cat([torch.ones(len(encs), n_pre, dtype=own_mask.dtype, device=device), own_mask], dim=1)
+    pos = n_pre + (own_mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    return out.logits[:, -1].float(), out.past_key_values, mask, pos[:, -1]
 
 
 def _batches(encs: Sequence[Encoded | None], batch_size: int) -> list[list[int]]:
@@ -87,23 +122,32 @@ def cut_at_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
 
 def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_tokens: int,
                  stop_ids: Sequence[int]) -> list[list[int]]:
-    """One batch: greedy new token ids per encoding, cut at the first stop id."""
-    pad_id = tokenizer.pad_token_id
-    embeds, mask = _embeds(model, encs, prompt, pad_id)
-    out = model.generate(
-        inputs_embeds=embeds,
-        attention_mask=mask,
-        do_sample=False,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=list(stop_ids) or None,
-        pad_token_id=pad_id,
-        num_beams=1,
-        temperature=None,
-        top_p=None,
-        top_k=None,
-    )
-    stops = set(stop_ids)
-    return [cut_at_stop(row.tolist(), stops) for row in out]  # only new tokens (embeds input)
+    """One batch: greedy new token ids per encoding (KV cache), up to the first stop id.
+
+    Rows that stop leave the batch, so a long answer does not keep short ones computing.
+    """
+    logits, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id)
+    stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=logits.device)
+    out: list[list[int]] = [[] for _ in encs]
+    alive = torch.arange(len(encs), device=logits.device)  # batch rows still generating
+    for step in range(max_new_tokens):
+        nxt = logits.argmax(-1)
+        done = torch.isin(nxt, stops)
+        for row, tok, stop in zip(alive.tolist(), nxt.tolist(), done.tolist(), strict=True):
+            if not stop:
+                out[row].append(tok)
+        keep = (~done).nonzero().squeeze(-1)
+        if keep.numel() == 0 or step == max_new_tokens - 1:
+            break
+        if keep.numel() < alive.numel():
+            alive, nxt, mask, last = alive[keep], nxt[keep], mask[keep], last[keep]
+            cache.batch_select_indices(keep)
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
+        last = last + 1
+        step_out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        logits = step_out.logits[:, -1].float()
+    return out
 
 
 def decode_prediction(tokenizer, ids: Sequence[int], stop_at_newline: bool) -> str:
@@ -148,17 +192,14 @@ def candidate_ids(tpl: TaskTemplate, tokenizer, record: dict, candidates: Sequen
 def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch.Tensor:
     """[B, K] summed log-probabilities of each candidate's tokens after each prompt."""
     pad_id = tokenizer.pad_token_id
-    embeds, mask = _embeds(model, encs, prompt, pad_id)
-    device = embeds.device
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1)
-    first = torch.log_softmax(out.logits[:, -1].float(), -1)  # [B, V]
+    last_logits, cache, mask, last = _prefill(model, encs, prompt, pad_id)
+    device = last_logits.device
+    first = torch.log_softmax(last_logits, -1)  # [B, V]
     n_b, n_k = len(encs), len(cands)
     scores = first[:, [c[0] for c in cands]]  # [B, K]
     width = max(len(c) for c in cands) - 1
     if width == 0:
         return scores
-    cache = out.past_key_values
     cache.batch_repeat_interleave(n_k)  # row b*K + k: prompt b with candidate k
     cont = torch.full((n_k, width), pad_id, dtype=torch.long)
     target = torch.zeros((n_k, width), dtype=torch.long)
@@ -169,7 +210,7 @@ def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch
         cmask[k, : len(c) - 1] = 1
     cont, target, cmask = (t.to(device).repeat(n_b, 1) for t in (cont, target, cmask))
     full_mask = torch.cat([mask.repeat_interleave(n_k, 0), cmask], dim=1)
-    cpos = pos[:, -1:].repeat_interleave(n_k, 0) + 1 + torch.arange(width, device=device)
+    cpos = last[:, None].repeat_interleave(n_k, 0) + 1 + torch.arange(width, device=device)
     out2 = model(input_ids=cont, attention_mask=full_mask, position_ids=cpos, past_key_values=cache, use_cache=True)
     logp = torch.log_softmax(out2.logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     rest = (logp * cmask).sum(-1).view(n_b, n_k)
