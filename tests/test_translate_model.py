@@ -176,3 +176,33 @@ def test_resume_after_kill_9(tiny_marian_dir, tmp_path):
     assert report["translated"] == unique - cached  # nothing translated twice
     assert _cache_rows(cache) == unique
     assert not partial.exists() and not Path(str(partial) + ".json").exists()
+
+
+def test_stdout_output(tiny_marian_dir, tmp_path, capsys):
+    from ptune_cli.translate import TranslateConfig, run_translate
+
+    inp = write_jsonl(tmp_path / "in.jsonl", [{"text": "hello there"}, {"text": " "}])
+    cfg = TranslateConfig(model=str(tiny_marian_dir), cache=str(tmp_path / "c.sqlite"), max_length=12)
+    report = run_translate(inp, "-", cfg)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and json.loads(lines[1]) == {"text": " "}
+    assert report["output"] == "<stdout>" and report["empty_skipped"] == 1
+
+
+@pytest.mark.slow
+def test_two_processes_shard_and_merge_like_one(tiny_marian_dir, shared_data, tmp_path):
+    """torchrun (what `accelerate launch` sets up) with 2 CPU processes over gloo."""
+    lines = (shared_data / "assistant" / "assistant_test.jsonl").read_text(encoding="utf-8").splitlines()[:31]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    common = ["translate", str(inp), "--model", str(tiny_marian_dir), "--no-cache", *FAST]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "ptune_cli", *common,
+                           "-o", str(tmp_path / "two.jsonl"), "--report", str(tmp_path / "r.json")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert invoke(*common[1:-len(FAST)], "-o", tmp_path / "one.jsonl").exit_code == 0
+    assert read_jsonl(tmp_path / "two.jsonl") == read_jsonl(tmp_path / "one.jsonl")
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["processes"] == 2 and report["records"] == 31
+    assert report["strings"] >= 31 and not list(tmp_path.glob("two.jsonl.*"))

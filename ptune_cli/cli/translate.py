@@ -75,6 +75,8 @@ def translate_cmd(
 
         result = run_translate(input, output, cfg, reference=reference,
                                reference_field=reference_field, on_progress=on_progress)
+    if not result["is_main"]:
+        return  # under accelerate launch, rank 0 reports on every shard
     if report:
         write_report(report, result)
     _print_summary(result)

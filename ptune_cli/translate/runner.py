@@ -132,14 +132,19 @@ def run_translate(
             cfg.device = shard_device(cfg.device, ctx)
             engine = load_engine(cfg)
         stats, how = _translate_all(plans, todo, engine, cfg, partial, on_progress)
-    final = _finish(partial, output, ctx, len(plans))
-    report = _report(cfg, source, output, engine, plans, resumed, stats, how, partial, ctx, time.perf_counter() - t0)
-    if reference is not None:
+    totals = {"resumed_records": resumed, "records_written": partial.done,
+              "flagged_records": partial.flagged_records, "flags": dict(partial.flag_counts),
+              "stats": dict(stats), "slot_projection": dict(how)}
+    final, totals = _finish(partial, output, ctx, len(plans), totals)
+    report = _report(cfg, source, output, engine, len(plans), totals, ctx, time.perf_counter() - t0)
+    if reference is not None and ctx.is_main:
         from ptune_cli.translate.score import score_records
 
         pairs = [(i, pc.field) for i, p in enumerate(plans) for pc in p.pieces if pc.core]
         report["score"] = score_records(final if final is not None else read_partial(Path(output)),
                                         reference, pairs, reference_field)
+    if ctx.world > 1:
+        ctx.close()
     return report
 
 
@@ -165,39 +170,58 @@ def _translate_all(plans, todo, engine, cfg, partial, on_progress):
     return translator.stats, how
 
 
-def _finish(partial: PartialOutput, output, ctx, n: int) -> list[dict] | None:
-    """Put the output in place; returns the records when they were written to stdout."""
+def _sum_totals(parts: list[dict]) -> dict:
+    out: dict = {"flags": Counter(), "stats": Counter(), "slot_projection": Counter()}
+    for part in parts:
+        for key, value in part.items():
+            if isinstance(value, dict):
+                out[key].update(value)
+            else:
+                out[key] = out.get(key, 0) + value
+    return {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}
+
+
+def _finish(partial: PartialOutput, output, ctx, n: int, totals: dict) -> tuple[list[dict] | None, dict]:
+    """Put the output in place (rank 0 merges the shards); returns the records when they went
+    to stdout, and the totals over all processes (rank 0; other ranks: their own)."""
     if str(output) == STDIO:
         records = read_partial(partial.path)
         write_records(STDIO, records)
         partial.discard()
         partial.path.parent.rmdir()
-        return records
+        return records, totals
     if ctx.world == 1:
         partial.finish(Path(output))
-        return None
+        return None, totals
     partial.finish(None)
+    stats_path = partial.path.with_name(partial.path.name + ".totals.json")
+    stats_path.write_text(json.dumps(totals), encoding="utf-8")
     ctx.barrier()
     if ctx.is_main:
         paths = [_partial_path(output, r, ctx.world) for r in range(ctx.world)]
         write_records(output, merge_shards([read_partial(p) for p in paths], n))
-        for p in paths:
+        sidecars = [p.with_name(p.name + ".totals.json") for p in paths]
+        totals = _sum_totals([json.loads(s.read_text(encoding="utf-8")) for s in sidecars])
+        for p, s in zip(paths, sidecars, strict=True):
             PartialOutput(p, "", partial.flags_field).discard()
+            s.unlink(missing_ok=True)
     ctx.barrier()
-    return None
+    return None, totals
 
 
-def _report(cfg, source, output, engine, plans, resumed, stats, how, partial, ctx, seconds) -> dict:
+def _report(cfg, source, output, engine, n_records, totals, ctx, seconds) -> dict:
+    stats = totals["stats"]
     tr_s = stats.get("translate_seconds", 0.0)
+    done_now = totals["records_written"] - totals["resumed_records"]
     return {
         "input": source,
-        "output": display_name(output),
+        "output": "<stdout>" if str(output) == STDIO else str(output),
         "model": cfg.model,
         "engine": cfg.engine,
-        "process": f"{ctx.rank + 1}/{ctx.world}",
-        "records": len(plans),
-        "records_this_process": partial.done,
-        "resumed_records": resumed,
+        "processes": ctx.world,
+        "is_main": ctx.is_main,  # under accelerate launch only rank 0 reports on all shards
+        "records": n_records,
+        "resumed_records": totals["resumed_records"],
         "strings": stats.get("strings", 0),
         "translated": stats.get("translated", 0),
         "cache_hits": stats.get("cache_hits", 0),
@@ -205,13 +229,13 @@ def _report(cfg, source, output, engine, plans, resumed, stats, how, partial, ct
         "empty_skipped": stats.get("empty_skipped", 0),
         "seconds": round(seconds, 2),
         "sentences_per_s": round(stats.get("translated", 0) / tr_s, 2) if tr_s else None,
-        "records_per_s": round((partial.done - resumed) / seconds, 2) if seconds else None,
-        "flagged_records": partial.flagged_records,
-        "flags": dict(sorted(partial.flag_counts.items())),
-        "slot_projection": {k: how[k] for k in ("marked", "fallback") if how[k]},
+        "records_per_s": round(done_now / seconds, 2) if seconds else None,
+        "flagged_records": totals["flagged_records"],
+        "flags": dict(sorted(totals["flags"].items())),
+        "slot_projection": {k: v for k, v in sorted(totals["slot_projection"].items()) if k != "none" and v},
         "flags_field": cfg.flags_field,
         "cache": str(cfg.cache_path()) if cfg.use_cache else None,
-        "engine_info": getattr(engine, "fingerprint", None),
+        "model_fingerprint": getattr(engine, "fingerprint", None),
     }
 
 

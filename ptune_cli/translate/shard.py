@@ -23,17 +23,27 @@ class ProcessContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def close(self) -> None:
+        """Tear down the process group (distributed runs only)."""
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
 
 def process_context() -> ProcessContext:
-    """This process's place under ``accelerate launch`` / torchrun (WORLD_SIZE > 1), else a
-    single process. Imports accelerate only when actually distributed."""
+    """This process's place under ``accelerate launch`` / torchrun (``WORLD_SIZE`` > 1), else a
+    single process. Only a barrier is needed (the shards meet in files), so a gloo process
+    group is used whatever the accelerator; torch is imported only when distributed."""
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
         return ProcessContext()
-    from accelerate import PartialState
+    import torch.distributed as dist
 
-    state = PartialState()
-    return ProcessContext(state.process_index, state.num_processes, state.wait_for_everyone, state.local_process_index)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return ProcessContext(dist.get_rank(), dist.get_world_size(), dist.barrier,
+                          int(os.environ.get("LOCAL_RANK", "0") or 0))
 
 
 def shard_indices(n: int, rank: int, world: int) -> list[int]:
