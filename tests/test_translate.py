@@ -298,3 +298,18 @@ def test_sacrebleu_scores_and_signature():
     assert s["bleu_signature"].startswith("nrefs:1|") and "chrf" not in s["bleu_signature"]
     worse = corpus_scores(["Det snöar idag ."], ["Det regnar idag ."])
     assert 0 < worse["bleu"] < 100 and worse["chrf"] < 100
+
+
+def test_help_lists_the_options_and_an_example():
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    result = CliRunner().invoke(app, ["translate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for opt in ("--output", "--model", "--fields", "--label-field", "--label-format", "--lexicon",
+                "--src-lang", "--tgt-lang", "--engine", "--beam-size", "--batch-size", "--max-tokens",
+                "--max-length", "--device", "--precision", "--cache", "--no-cache", "--report",
+                "--reference", "--reference-field", "--flags-field"):
+        assert opt in result.output, opt
+    assert "Example" in result.output and "ptune translate" in result.output
