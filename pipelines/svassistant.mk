@@ -11,12 +11,14 @@ SVASSIST_TRANSLATE := $(or $(TRANSLATE),yes)
 SVASSIST_LANG := $(call _lang,$(SVASSIST_TRANSLATE))
 SVASSIST_STEPS := $(or $(STEPS),600)
 SVASSIST_RAW := $(ASSISTANT_RAW)
+# the full annotated CSV that `make fetch-data` downloads has unlabeled rows: add --skip-bad to list and drop them
+SVASSIST_PREPARE_ARGS ?= --source nlu-eval
 SVASSIST_TEMPLATE ?= templates/$(SVASSIST_LANG)-intent-slot.json
 SVASSIST_TRANSLATE_FLAGS ?= --fields utterance --label-format intent-slot
 SVASSIST_TRAIN_FLAGS = --max-steps $(SVASSIST_STEPS) --lr $(SVFIQA_LR) --batch-size $(SVFIQA_BATCH) --seed $(SEED) $(TRAIN_ARGS)
 SVASSIST_EVAL_FLAGS = --metric intent-slot $(EVAL_ARGS)
 
-SVASSIST_DATA_SETTINGS := data=assistant ; raw=$(abspath $(SVASSIST_RAW)) ; translate=$(SVASSIST_TRANSLATE) ; \
+SVASSIST_DATA_SETTINGS := data=assistant ; raw=$(abspath $(SVASSIST_RAW)) ; prepare=$(SVASSIST_PREPARE_ARGS) ; translate=$(SVASSIST_TRANSLATE) ; \
   $(if $(filter none,$(SVASSIST_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(SVASSIST_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \
   folds=$(SVFIQA_FOLDS) ; seed=$(SEED)
 SVASSIST_DATA := $(RESULTS)/data/assistant-$(SVASSIST_LANG)-k$(SVFIQA_FOLDS)-$(call _hash,$(SVASSIST_DATA_SETTINGS))
@@ -26,7 +28,7 @@ SVASSIST_DIR := $(RESULTS)/svassistant/$(_model_tag)-$(SVASSIST_LANG)-k$(SVFIQA_
 
 $(eval $(call WRITE_SETTINGS,$(SVASSIST_DATA),$(SVASSIST_DATA_SETTINGS)))
 $(eval $(call WRITE_SETTINGS,$(SVASSIST_DIR),$(SVASSIST_SETTINGS)))
-$(eval $(call DATA_CHAIN,$(SVASSIST_DATA),$(SVASSIST_RAW),--source nlu-eval,$(SVASSIST_TRANSLATE),$(SVASSIST_TRANSLATE_FLAGS),,$(SVFIQA_FOLDS),))
+$(eval $(call DATA_CHAIN,$(SVASSIST_DATA),$(SVASSIST_RAW),$(SVASSIST_PREPARE_ARGS),$(SVASSIST_TRANSLATE),$(SVASSIST_TRANSLATE_FLAGS),,$(SVFIQA_FOLDS),))
 $(eval $(call FOLD_CHAIN,$(SVASSIST_DIR),$(SVASSIST_DATA)/folds,$(SVFIQA_FOLD_NAMES),$(SVASSIST_TEMPLATE),$(SVASSIST_TRAIN_FLAGS),$(SVASSIST_EVAL_FLAGS),$(SVFIQA_DIR),intent.accuracy slot.f1 exact_match))
 
 # Retention: the sentiment task scored from the svAssistant table must equal svFIQA's own score.
