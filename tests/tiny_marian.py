@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from pathlib import Path
 
 CORPUS = [
@@ -90,13 +91,15 @@ def build_tiny_marian(
         vocab[f"<unused{k}>"] = k
     vocab["<pad>"] = len(vocab)  # last, as in the opus-mt checkpoints
     (out / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    tok = MarianTokenizer(
-        source_spm=str(out / "source.spm"),
-        target_spm=str(out / "target.spm"),
-        vocab=str(out / "vocab.json"),
-        source_lang="en",
-        target_lang="sv",
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Recommended: pip install sacremoses")
+        tok = MarianTokenizer(
+            source_spm=str(out / "source.spm"),
+            target_spm=str(out / "target.spm"),
+            vocab=str(out / "vocab.json"),
+            source_lang="en",
+            target_lang="sv",
+        )
     tok.save_pretrained(out)
     pad = vocab["<pad>"]
     cfg = MarianConfig(

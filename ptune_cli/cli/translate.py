@@ -32,7 +32,7 @@ def translate_cmd(
     tgt_lang: Annotated[str | None, typer.Option("--tgt-lang", help="Target language code; required by NLLB-200 (sv → swe_Latn) and M2M100 (sv).")] = None,
     engine: Annotated[str, typer.Option("--engine", help="transformers, or ctranslate2 (converts the model once into the cache folder; int8 on CPU).")] = "transformers",
     beam_size: Annotated[int, typer.Option("--beam-size", help="Beams (1 = greedy).")] = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Most sentences per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Most sentences per batch.")] = 32,
     max_tokens: Annotated[int, typer.Option("--max-tokens", help="Token budget per batch (sentences × longest input); batches are length-sorted.")] = 4096,
     max_length: Annotated[int, typer.Option("--max-length", help="Hard cap on output tokens; outputs that reach their cap are flagged length_cap.")] = 256,
     length_ratio: Annotated[float, typer.Option("--length-ratio", help="Per-sentence output cap: ratio × input tokens + 10 (stops runaway repetition early).")] = 2.0,

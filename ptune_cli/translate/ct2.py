@@ -49,7 +49,11 @@ def converted_dir(cfg: TranslateConfig, quantization: str) -> Path:
     try:
         conv = TransformersConverter(cfg.model, revision=cfg.revision)
         conv.convert(str(tmp / "m"), quantization=quantization, force=True)
-        os.replace(tmp / "m", target)
+        try:
+            os.replace(tmp / "m", target)
+        except OSError:
+            if not (target / "model.bin").is_file():
+                raise  # otherwise another process (accelerate launch) converted it first
     except (OSError, ValueError, NotImplementedError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--engine ctranslate2: cannot convert '{cfg.model}' ({first}; try --engine transformers)") from None
