@@ -1,12 +1,18 @@
 """Eval speed: ptune's batched generation vs `model.generate` one example at a time, and rank
 decoding vs generation, on the real SmolLM2-135M with a random prompt table.
 
-Same model, same prompts (template + injected virtual tokens), same records, same stopping
-rule (EOS or newline), measured in one run. Financial PhraseBank records come from
-../shared/data (the script skips cleanly when absent).
+Same model, same prompts (template + injected virtual tokens), same records, same stopping rule,
+measured in one run and interleaved batch by batch (other jobs on a shared machine slow all
+methods alike). Two workloads from ../shared/data (skipped cleanly when absent):
 
-    .venv/bin/python bench/bench_eval.py            # 48 records, batch 16 (~1-2 min on 2 cores)
-    .venv/bin/python bench/bench_eval.py --n 160 --batch-size 32
+* sentiment — Financial PhraseBank, 3 labels, one-line answers (stop at newline/EOS): prompt
+  prefill dominates; rank decoding is compared here too.
+* intent/slot — Assistant utterances, multi-line answers (stop at EOS, up to the longest gold
+  answer + 8 tokens): token-by-token decoding dominates.
+
+    .venv/bin/python bench/bench_eval.py                 # ~2-3 min on 2 cores (less when idle)
+    .venv/bin/python bench/bench_eval.py --threads 1     # steadier on a busy machine (CPU time)
+    .venv/bin/python bench/bench_eval.py --n 96 --n-intent 48 --batch-size 32
 """
 
 from __future__ import annotations
@@ -22,23 +28,20 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = Path(os.environ.get("PTUNE_SHARED_DATA", REPO.parent / "shared" / "data"))
 FPB = DATA / "financial_phrasebank" / "fpb_allagree_sentiment.jsonl"
+ASSISTANT = DATA / "assistant" / "assistant_test.jsonl"
 LABELS = ["positive", "negative", "neutral"]
-
-
-def _records(n: int, seed: int) -> list[dict]:
-    from ptune_cli.io import read_records
-
-    recs = read_records(FPB)
-    return random.Random(seed).sample(recs, min(n, len(recs)))
+PEER = "model.generate, one record at a time"
 
 
 def _timed(fn):
-    t0 = time.perf_counter()
+    """(result, wall seconds, CPU seconds of this process). On a machine shared with other jobs
+    CPU time is the steadier measure of the work done (use --threads 1: no spin-waiting)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def _one_at_a_time(model, tok, encs, prompt, max_new, stops):
+def _one_at_a_time(model, tok, encs, prompt, max_new, stops, one_line):
     """The peer: model.generate per record (no batching), same embeddings and stops."""
     import torch
 
@@ -52,77 +55,103 @@ def _one_at_a_time(model, tok, encs, prompt, max_new, stops):
             embeds = inject_prompts(model, ids, torch.tensor([e.virtual_mask]), prompt)
             gen = model.generate(inputs_embeds=embeds, attention_mask=torch.ones_like(ids), do_sample=False,
                                  max_new_tokens=max_new, eos_token_id=stops, pad_token_id=tok.pad_token_id)
-            out.append(decode_prediction(tok, cut_at_stop(gen[0].tolist(), set(stops)), True))
+            out.append(decode_prediction(tok, cut_at_stop(gen[0].tolist(), set(stops)), one_line))
     return out
+
+
+def _workload(model, tok, tpl, records, prompt, one_line, batch_size, rank):
+    """Run the peer, ptune generate (and rank) batch by batch; -> {method: (preds, wall, cpu)}."""
+    from ptune_cli.evaluate.predict import generate_texts, rank_labels, stop_token_ids
+    from ptune_cli.ptuning.template import encode_example
+
+    encs = [encode_example(tpl, r, tok, include_answer=False) for r in records]
+    golds = [r[tpl.answer_field] for r in records]
+    max_new = max(len(tok(g, add_special_tokens=False)["input_ids"]) for g in golds) + 8  # as ptune eval
+    stops = stop_token_ids(tok, one_line)
+    ours = f"ptune eval --decode generate (batch {batch_size})"
+    jobs = {
+        PEER: lambda e, r: _one_at_a_time(model, tok, e, prompt, max_new, stops, one_line),
+        ours: lambda e, r: generate_texts(model, tok, e, prompt, batch_size=batch_size,
+                                          max_new_tokens=max_new, stop_at_newline=one_line),
+    }
+    if rank:
+        jobs[f"ptune eval --decode rank (batch {batch_size}, {len(LABELS)} labels)"] = (
+            lambda e, r: rank_labels(model, tok, tpl, r, e, prompt, LABELS, batch_size=batch_size)[0])
+    res = {name: [[], 0.0, 0.0] for name in jobs}
+    for k in range(0, len(records), batch_size):
+        chunk_e, chunk_r = encs[k : k + batch_size], records[k : k + batch_size]
+        for name, job in jobs.items():
+            out, w, c = _timed(lambda job=job, e=chunk_e, r=chunk_r: job(e, r))
+            res[name][0] += out
+            res[name][1] += w
+            res[name][2] += c
+    n = len(records)
+    print(f"  {n} records, mean prompt {sum(len(e.input_ids) for e in encs) / n:.0f} tokens, "
+          f"max_new_tokens {max_new}, stop at newline: {one_line}")
+    return res, golds
+
+
+def _table(title, res, golds, metric):
+    from ptune_cli.evaluate.metrics import headline, score
+
+    n = len(golds)
+    _, p_w, p_c = res[PEER]
+    print(f"\n{title}\n{'method':<50} {'wall s':>7} {'rec/s':>6} {'vs peer':>8} {'CPU s':>7} {'vs peer':>8} {'score':>6}")
+    for name, (preds, w, c) in res.items():
+        h = headline(score(golds, preds, metric))
+        val = h.get("accuracy", h.get("intent.accuracy"))
+        print(f"{name:<50} {w:>7.1f} {n / w:>6.2f} {p_w / w:>7.1f}x {c:>7.1f} {p_c / c:>7.1f}x {100 * val:>5.1f}%")
+    ours = [k for k in res if "generate (batch" in k][0]
+    same = sum(a == b for a, b in zip(res[ours][0], res[PEER][0], strict=True))
+    print(f"batched predictions identical to one-at-a-time: {same}/{n}")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=48, help="records (default 48)")
+    ap.add_argument("--n", type=int, default=48, help="sentiment records (default 48)")
+    ap.add_argument("--n-intent", type=int, default=24, help="intent/slot records (default 24; 0 = skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
     if not FPB.is_file():
         print(f"skip: {FPB} not found (set PTUNE_SHARED_DATA)")
         return 0
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from ptune_cli.errors import UserError
-    from ptune_cli.evaluate.metrics import score_accuracy
-    from ptune_cli.evaluate.predict import generate_texts, rank_labels, stop_token_ids
+    from ptune_cli.io import read_records
     from ptune_cli.models import load_causal_lm
-    from ptune_cli.ptuning.template import TaskTemplate, encode_example
+    from ptune_cli.ptuning.template import TaskTemplate
 
     try:
-        (model, tok), load_s = _timed(lambda: load_causal_lm(None))
+        (model, tok), load_s, _ = _timed(lambda: load_causal_lm(None))
     except UserError as e:
         print(f"skip: {e}")
         return 0
     torch.manual_seed(args.seed)
     emb = model.get_input_embeddings().weight
-    prompt = torch.randn(10, emb.shape[1]) * emb.std()  # a random prompt table row block
-    tpl = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 10, [10], "label", "sentence")
-    records = _records(args.n, args.seed)
-    encs = [encode_example(tpl, r, tok, include_answer=False) for r in records]
-    golds = [r["label"] for r in records]
-    max_new = max(len(tok(g, add_special_tokens=False)["input_ids"]) for g in LABELS) + 8  # as ptune eval
-    stops = stop_token_ids(tok, True)
-    n = len(records)
-    print(f"SmolLM2-135M loaded in {load_s:.1f}s; {n} FPB records, mean prompt "
-          f"{sum(len(e.input_ids) for e in encs) / n:.0f} tokens, max_new_tokens {max_new}, "
-          f"torch threads {torch.get_num_threads()}")
-    generate_texts(model, tok, encs[:2], prompt, batch_size=2, max_new_tokens=2)  # warm-up
-
-    # Interleave the three methods chunk by chunk, so that load from other processes on a
-    # shared machine hits all of them alike; the chunk is one ptune batch.
-    peer, ours, ranked = [], [], []
-    peer_s = ours_s = rank_s = 0.0
-    for k in range(0, n, args.batch_size):
-        chunk_r, chunk_e = records[k : k + args.batch_size], encs[k : k + args.batch_size]
-        out, s = _timed(lambda: _one_at_a_time(model, tok, chunk_e, prompt, max_new, stops))  # noqa: B023
-        peer += out
-        peer_s += s
-        out, s = _timed(lambda: generate_texts(model, tok, chunk_e, prompt, batch_size=args.batch_size,  # noqa: B023
-                                               max_new_tokens=max_new, stop_at_newline=True))
-        ours += out
-        ours_s += s
-        (out, _), s = _timed(lambda: rank_labels(model, tok, tpl, chunk_r, chunk_e, prompt, LABELS,  # noqa: B023
-                                                 batch_size=args.batch_size))
-        ranked += out
-        rank_s += s
-    same = sum(a == b for a, b in zip(ours, peer, strict=True))
-    rows = [
-        ("model.generate, one record at a time", peer_s, score_accuracy(golds, peer)["accuracy"]),
-        (f"ptune eval --decode generate (batch {args.batch_size})", ours_s, score_accuracy(golds, ours)["accuracy"]),
-        (f"ptune eval --decode rank (batch {args.batch_size}, 3 labels)", rank_s, score_accuracy(golds, ranked)["accuracy"]),
-    ]
-    print(f"\n{'method':<48} {'seconds':>8} {'records/s':>10} {'vs peer':>8} {'accuracy':>9}")
-    for name, s, acc in rows:
-        print(f"{name:<48} {s:>8.2f} {n / s:>10.1f} {peer_s / s:>7.1f}x {100 * acc:>8.1f}%")
-    print(f"\nbatched vs one-at-a-time predictions identical: {same}/{n}")
-    print(f"rank vs generate (batched): {ours_s / rank_s:.1f}x faster; out-of-set generated answers: "
-          f"{score_accuracy(golds, ours)['out_of_set']}/{n} (rank: 0 by construction)")
-    print("(random prompts: accuracies are those of an untrained prompt, shown only as a sanity check)")
+    prompt = torch.randn(10, emb.shape[1]) * emb.std()  # one random prompt-table entry
+    load0 = os.getloadavg()[0]
+    print(f"SmolLM2-135M loaded in {load_s:.1f}s; torch threads {torch.get_num_threads()}; "
+          f"load average {load0:.1f} on {os.cpu_count()} cores")
+    rng = random.Random(args.seed)
+    sent = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 10, [10], "label", "sentence")
+    records = rng.sample(read_records(FPB), args.n)
+    print("sentiment (Financial PhraseBank):")
+    res, golds = _workload(model, tok, sent, records, prompt, True, args.batch_size, rank=True)
+    _table("sentiment, 3 labels", res, golds, "accuracy")
+    if args.n_intent and ASSISTANT.is_file():
+        islot = TaskTemplate("intent_and_slot", "<|VIRTUAL_PROMPT_0|> Utterance: {utterance}<|VIRTUAL_PROMPT_1|>{label}",
+                             10, [7, 3], "label", "utterance")
+        records = rng.sample(read_records(ASSISTANT), args.n_intent)
+        print("\nintent/slot (Assistant):")
+        res2, golds2 = _workload(model, tok, islot, records, prompt, False, args.batch_size, rank=False)
+        _table("intent/slot, multi-line answers", res2, golds2, "intent-slot")
+    print(f"\nload average {load0:.1f} -> {os.getloadavg()[0]:.1f}; random prompts: scores only show that "
+          "every method predicts the same thing")
     return 0
 
 
