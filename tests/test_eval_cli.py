@@ -101,6 +101,26 @@ def test_eval_rank_decoding(env, tmp_path):
         assert p["prediction"] == max(p["scores"], key=p["scores"].get)
 
 
+def test_rank_candidates_come_from_the_training_file(env, tmp_path):
+    import shutil
+
+    from ptune_cli.ptuning.table import PROMPT_META_FILE
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)
+    train = _jsonl(tmp_path / "train.jsonl", [{"taskname": "sentiment-task", "sentence": "s", "label": lab}
+                                            for lab in ("mixed", "positive", "negative")]
+                   + [{"taskname": "intent_and_slot", "utterance": "u", "label": "Intent: x"}])
+    meta = json.loads((run / PROMPT_META_FILE).read_text())
+    meta["hyperparameters"] = {"train": train}
+    (run / PROMPT_META_FILE).write_text(json.dumps(meta))
+    res_p = tmp_path / "r.json"
+    r = invoke("--run", run, "--data", env["test"], "--decode", "rank", "-o", res_p)
+    assert r.exit_code == 0, r.output
+    # the training labels of this task, not the test set's (which has 'neutral', never trained)
+    assert json.loads(res_p.read_text())["meta"]["candidates"] == ["mixed", "negative", "positive"]
+
+
 def test_eval_intent_slot_multiline(env, tmp_path):
     res_p = tmp_path / "r.json"
     r = invoke("--run", env["run"], "--data", env["islot"], "-o", res_p, "--max-new-tokens", "6")

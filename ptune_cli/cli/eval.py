@@ -34,7 +34,7 @@ def eval_cmd(
     task: Annotated[str | None, typer.Option("--task", help="Task name in the prompt table / template file (default: the data's taskname).", rich_help_panel=_PRED)] = None,
     model: Annotated[str | None, typer.Option("--model", help="Base model (default: the run's base model; the packaged SmolLM2-135M for baselines).", rich_help_panel=_PRED)] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", help="Generation limit (default: longest gold answer + 8 tokens).", rich_help_panel=_PRED)] = None,
-    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated candidates for --decode rank (default: the gold labels of --data).", rich_help_panel=_PRED)] = None,
+    labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).", rich_help_panel=_PRED)] = None,
     stop_at_newline: Annotated[bool | None, typer.Option("--stop-at-newline/--no-stop-at-newline", help="Stop at the first newline (default: when no gold answer has a newline).", show_default=False, rich_help_panel=_PRED)] = None,
     predictions: Annotated[str | None, typer.Option("--predictions", help="Score this predictions JSONL without any model.")] = None,
     label_field: Annotated[str | None, typer.Option("--label-field", help="Gold field with --predictions (default: label).")] = None,

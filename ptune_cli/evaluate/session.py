@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from ptune_cli.errors import UserError
 from ptune_cli.evaluate.metrics import resolve_metric
@@ -88,11 +89,21 @@ def _read_test(cfg, tpl: TaskTemplate) -> list[dict]:
 
 
 def _candidates(cfg, setup: TaskSetup, golds: list[str]) -> list[str]:
+    """Labels for rank decoding: --labels, else the answers of the training file (the run's
+    saved --train, or the baseline's --train), else the gold labels of the test data."""
     if cfg.labels:
         return list(dict.fromkeys(cfg.labels))
-    meta_tasks = (setup.extra.get("run_meta") or {}).get("tasks", {})
-    saved = (meta_tasks.get(setup.extra["task"]) or {}).get("labels")
-    return list(dict.fromkeys(saved)) if saved else sorted(set(golds))
+    run_meta = setup.extra.get("run_meta") or {}
+    train = (run_meta.get("hyperparameters") or {}).get("train") if cfg.mode == "run" else cfg.train
+    task, answer = setup.extra["task"], setup.template.answer_field
+    if isinstance(train, str) and Path(train).is_file():
+        seen = {
+            r[answer] for _, r in iter_records(train, {}, allow_empty=True)
+            if isinstance(r.get(answer), str) and r.get("taskname", task) == task
+        }
+        if seen:
+            return sorted(seen)
+    return sorted(set(golds))
 
 
 def predict_records(cfg, on_progress=None, on_total=None, partial=None) -> tuple[list[dict], list[str], dict]:
