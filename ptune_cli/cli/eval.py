@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ptune_cli.cli._app import app, example, progress, stdout_console
+from ptune_cli.cli._app import app, example, progress, stderr_console, stdout_console
 
 _PRED = "Prediction"
 _BASE = "Baseline (frozen model, no prompts)"
@@ -73,15 +73,16 @@ def eval_cmd(
             on_total=lambda n: bar.update(job, total=n),
             on_progress=lambda k: bar.advance(job, k),
         )
+    to_stderr = "-" in (output, predictions_out)  # stdout carries the JSON / JSONL then
     if markdown:
         from ptune_cli.evaluate.report import results_markdown
 
-        typer.echo(results_markdown(results), nl=False)
+        typer.echo(results_markdown(results), nl=False, err=to_stderr)
     else:
-        _print_results(results)
+        _print_results(results, stderr_console() if to_stderr else stdout_console())
 
 
-def _print_results(results: dict) -> None:
+def _print_results(results: dict, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -98,7 +99,6 @@ def _print_results(results: dict) -> None:
     table.add_column("value (%)", justify="right")
     for k, v in headline(results).items():
         table.add_row(key_title(k), pct(v))
-    console = stdout_console()
     console.print(table)
     rows = results.get("per_label") or []
     if rows and len(rows) <= 80:

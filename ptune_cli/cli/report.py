@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from ptune_cli.cli._app import app, example, stdout_console
+from ptune_cli.cli._app import app, example, stderr_console, stdout_console
 
 
 @app.command(
@@ -18,7 +18,7 @@ from ptune_cli.cli._app import app, example, stdout_console
 )
 def report_cmd(
     results: Annotated[list[str], typer.Argument(help="Results JSON files written by `ptune eval -o`.")],
-    output: Annotated[str | None, typer.Option("-o", "--output", help="Summary JSON (per-fold rows, mean ± sample std per training fraction).")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Summary JSON (per-fold rows, mean ± sample std per training fraction); - for stdout.")] = None,
     markdown: Annotated[str | None, typer.Option("--markdown", help="Write the summary as markdown to this file (- for stdout).")] = None,
     plot: Annotated[str | None, typer.Option("--plot", help="PNG: per-fold bars with the mean line and ± std band.")] = None,
     reduction_plot: Annotated[str | None, typer.Option("--reduction-plot", help="PNG: metric vs training fraction with the spread over samples.")] = None,
@@ -48,12 +48,12 @@ def report_cmd(
         with atomic_output(markdown) as fh:
             fh.write(md)
     if markdown == "-":
-        typer.echo(md, nl=False)
+        typer.echo(md, nl=False, err=output == "-")
     else:
-        _print_summary(summary)
+        _print_summary(summary, stderr_console() if output == "-" else stdout_console())
 
 
-def _print_summary(summary: dict) -> None:
+def _print_summary(summary: dict, console) -> None:
     from rich.table import Table
 
     from ptune_cli.evaluate.report import key_title, mean_std_text
@@ -67,4 +67,4 @@ def _print_summary(summary: dict) -> None:
     for g in summary["groups"]:
         cells = [mean_std_text(g['mean'][k], g['std'][k]) for k in keys]
         table.add_row(f"{100 * g['train_fraction']:g}", str(g["results"]), str(g["samples"]), *cells)
-    stdout_console().print(table)
+    console.print(table)
