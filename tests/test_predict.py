@@ -28,6 +28,16 @@ TEMPLATE = TaskTemplate(
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one torch thread is faster, and immune to thread wake-up delays when other
+    jobs load the machine (seen: 30 ms per hidden-32 matmul). Restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def varied_lm(tiny_dir, seed: int = 0):
     """The tiny Llama with large random weights: its greedy outputs vary from token to token
     (the freshly initialised one just repeats its last input token, which would make
