@@ -176,6 +176,10 @@ def test_resume_after_kill_9(tiny_marian_dir, tmp_path):
     assert report["translated"] == unique - cached  # nothing translated twice
     assert _cache_rows(cache) == unique
     assert not partial.exists() and not Path(str(partial) + ".json").exists()
+    # the same as a run that was never interrupted (outputs don't depend on batch-mates)
+    fresh = [*cmd[:3], str(tmp_path / "fresh.jsonl"), *cmd[4:6], "--no-cache", *cmd[8:]]
+    assert CliRunner().invoke(app, fresh).exit_code == 0
+    assert read_jsonl(tmp_path / "fresh.jsonl") == got
 
 
 def test_stdout_output(tiny_marian_dir, tmp_path, capsys):
