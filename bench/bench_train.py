@@ -4,10 +4,11 @@ Both sides p-tune the real SmolLM2-135M (the packaged default, ``models.load_cau
 on the same Financial PhraseBank records from ../shared/data, batch size 8, the same number of
 steps, 10 virtual tokens, an MLP prompt encoder (PEFT ``PromptEncoderConfig`` with MLP
 reparameterisation; ptune ``--encoder mlp``, plus its default ``lstm``), answer-only loss,
-AdamW. Each side runs in its own subprocess so peak RSS is its own. The first steps are warm-up
-and not timed; the median step time is reported (robust to other jobs' bursts).
+AdamW. Time per step: all sides in one subprocess with their steps interleaved (so a shared,
+busy machine slows them alike), median after warm-up. Memory: each side in its own subprocess
+(ptune through the real ``run_train``), peak RSS and its growth during training.
 
-    .venv/bin/python bench/bench_train.py              # ~2-3 min on 2 CPU cores
+    .venv/bin/python bench/bench_train.py              # ~2 min on 2 idle CPU cores
     .venv/bin/python bench/bench_train.py --steps 30 --records 400
 """
 
@@ -76,9 +77,108 @@ def worker_ptune(args, records_path: str, encoder: str) -> dict:
     }
 
 
+class PeftStepper:
+    """PEFT P-tuning as its docs show it: random batches padded to the longest, full logits."""
+
+    def __init__(self, model, tok, records: list[dict], batch_size: int):
+        import torch
+        from peft import PromptEncoderConfig, get_peft_model
+
+        self.tok, self.batch_size = tok, batch_size
+        self.examples = []
+        for r in records:  # the ptune template's text: " {sentence}:{label}" + EOS, loss on label+EOS
+            p = tok(" " + r["sentence"] + ":", add_special_tokens=False)["input_ids"]
+            a = tok(r["label"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            self.examples.append((p + a, [-100] * len(p) + a))
+        cfg = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=10, encoder_reparameterization_type="MLP",
+                                  encoder_hidden_size=model.config.hidden_size)
+        # prompt learning wraps the model without changing it, so ptune can share the same one
+        self.pm = get_peft_model(model, cfg)
+        self.params = [p for p in self.pm.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(self.params, lr=3e-3, weight_decay=0.01)
+        self.order = list(range(len(self.examples)))
+        random.Random(0).shuffle(self.order)
+
+    def step(self, k: int) -> tuple[float, float]:
+        import torch
+
+        n = self.batch_size
+        idx = [self.order[(k * n + j) % len(self.order)] for j in range(n)]
+        width = max(len(self.examples[i][0]) for i in idx)
+        ids = torch.full((n, width), self.tok.pad_token_id)
+        labels = torch.full((n, width), -100)
+        attn = torch.zeros((n, width), dtype=torch.long)
+        t0 = time.perf_counter()
+        for r, i in enumerate(idx):
+            x, y = self.examples[i]
+            ids[r, : len(x)], labels[r, : len(y)], attn[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
+        loss = self.pm(input_ids=ids, attention_mask=attn, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0, float(loss)
+
+
+class PtuneStepper:
+    """ptune's training step (the body of training.loop._optimizer_step without accelerate)."""
+
+    def __init__(self, model, tok, records_path: str, batch_size: int, encoder: str):
+        import torch
+
+        from ptune_cli.ptuning.data import load_examples, make_batches
+        from ptune_cli.ptuning.encoders import build_encoder
+        from ptune_cli.ptuning.model import check_gathered_head
+        from ptune_cli.ptuning.template import load_templates
+
+        tpl = load_templates(TEMPLATE)
+        self.model, self.tok = model, tok
+        self.data = load_examples(records_path, tpl, tok, 1024)
+        self.batches = make_batches(self.data, batch_size, seed=0)
+        torch.manual_seed(0)
+        self.encoder = build_encoder(encoder, tpl, tok, model.get_input_embeddings().weight.detach())
+        self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=3e-3, weight_decay=0.01)
+        self.gathered = check_gathered_head(model, tok)
+
+    def step(self, k: int) -> tuple[float, float]:
+        import torch
+
+        from ptune_cli.ptuning.data import collate
+        from ptune_cli.ptuning.model import answer_loss
+
+        t0 = time.perf_counter()
+        idx = self.batches[k % len(self.batches)]
+        batch = collate(self.data, idx, self.tok.pad_token_id)
+        loss, _ = answer_loss(self.model, **batch, prompts=self.encoder(0), gathered=self.gathered)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), 1.0)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return time.perf_counter() - t0, float(loss)
+
+
+def worker_time(args, records_path: str) -> dict:
+    """All sides in one process, steps interleaved, so they share whatever load the machine has."""
+    from ptune_cli.models import load_causal_lm
+
+    model, tok = load_causal_lm(None)
+    recs = [json.loads(x) for x in Path(records_path).read_text().splitlines()]
+    sides = {"peft": PeftStepper(model, tok, recs, args.batch_size),
+             "ptune-mlp": PtuneStepper(model, tok, records_path, args.batch_size, "mlp"),
+             "ptune-lstm": PtuneStepper(model, tok, records_path, args.batch_size, "lstm")}
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    for k in range(args.steps):
+        for name, side in sides.items():
+            times[name].append(side.step(k)[0])
+    med = {}
+    for name, ts in times.items():
+        timed = sorted(ts[args.warmup:])
+        med[name] = timed[len(timed) // 2]
+    return med
+
+
 def worker_peft(args, records_path: str) -> dict:
     import torch
-    from peft import PromptEncoderConfig, get_peft_model
 
     from ptune_cli.models import load_causal_lm
 
@@ -86,46 +186,18 @@ def worker_peft(args, records_path: str) -> dict:
     torch.manual_seed(0)
     model, tok = load_causal_lm(None)
     recs = [json.loads(x) for x in Path(records_path).read_text().splitlines()]
-    examples = []
-    for r in recs:  # same text as the ptune template: " {sentence}:{label}" + EOS, loss on label+EOS
-        p = tok(" " + r["sentence"] + ":", add_special_tokens=False)["input_ids"]
-        a = tok(r["label"], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        examples.append((p + a, [-100] * len(p) + a))
-    cfg = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=10, encoder_reparameterization_type="MLP",
-                              encoder_hidden_size=model.config.hidden_size)
-    pm = get_peft_model(model, cfg)
-    opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=3e-3, weight_decay=0.01)
-    rng = random.Random(0)
-    order = list(range(len(examples)))
-    rng.shuffle(order)
+    side = PeftStepper(model, tok, recs, args.batch_size)
     base = RssPeak.now()
     rss.reset()
-    times, losses = [], []
-    for step in range(args.steps):
-        idx = [order[(step * args.batch_size + j) % len(order)] for j in range(args.batch_size)]
-        width = max(len(examples[i][0]) for i in idx)
-        ids = torch.full((len(idx), width), tok.pad_token_id)
-        labels = torch.full((len(idx), width), -100)
-        attn = torch.zeros((len(idx), width), dtype=torch.long)
-        for r, i in enumerate(idx):
-            x, y = examples[i]
-            ids[r, : len(x)], labels[r, : len(y)], attn[r, : len(x)] = torch.tensor(x), torch.tensor(y), 1
-        t0 = time.perf_counter()
-        loss = pm(input_ids=ids, attention_mask=attn, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in pm.parameters() if p.requires_grad], 1.0)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - t0)
-        losses.append(float(loss))
-    timed = sorted(times[args.warmup:])
+    results = [side.step(k) for k in range(args.steps)]
+    timed = sorted(t for t, _ in results[args.warmup:])
     return {"step_s": timed[len(timed) // 2], "peak_rss": rss.peak, "train_rss": rss.peak - base,
-            "loss_first": losses[0], "loss_last": losses[-1]}
+            "loss_first": results[0][1], "loss_last": results[-1][1]}
 
 
-def run_side(side: str, args, records_path: str) -> dict:
+def run_worker(side: str, args, records_path: str, steps: int) -> dict:
     cmd = [sys.executable, __file__, "--worker", side, "--records-file", records_path,
-           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--warmup", str(args.warmup)]
+           "--steps", str(steps), "--batch-size", str(args.batch_size), "--warmup", str(min(args.warmup, steps - 1))]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-3000:])
@@ -135,15 +207,21 @@ def run_side(side: str, args, records_path: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--steps", type=int, default=12, help="timed steps per side (interleaved, one process)")
+    ap.add_argument("--mem-steps", type=int, default=4, help="steps of each memory subprocess")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--records", type=int, default=200)
-    ap.add_argument("--worker", choices=["ptune-mlp", "ptune-lstm", "peft"])
+    ap.add_argument("--worker", choices=["time", "ptune-mlp", "ptune-lstm", "peft"])
     ap.add_argument("--records-file")
     args = ap.parse_args()
     if args.worker:
-        res = worker_peft(args, args.records_file) if args.worker == "peft" else worker_ptune(args, args.records_file, args.worker.split("-")[1])
+        if args.worker == "time":
+            res = worker_time(args, args.records_file)
+        elif args.worker == "peft":
+            res = worker_peft(args, args.records_file)
+        else:
+            res = worker_ptune(args, args.records_file, args.worker.split("-")[1])
         print(json.dumps(res))
         return
     if not FPB.is_file():
@@ -154,26 +232,30 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
+    t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp, "records.jsonl")
         path.write_text("".join(json.dumps(r) + "\n" for r in recs[: args.records]), encoding="utf-8")
         load0 = os.getloadavg()[0]
-        results = {side: run_side(side, args, str(path)) for side in ("peft", "ptune-mlp", "ptune-lstm")}
+        timing = run_worker("time", args, str(path), args.steps)
+        mem = {side: run_worker(side, args, str(path), args.mem_steps) for side in ("peft", "ptune-mlp", "ptune-lstm")}
         load1 = os.getloadavg()[0]
-    peft = results["peft"]
     table = Table(title=f"train step: SmolLM2-135M, Financial PhraseBank ({args.records} records), batch {args.batch_size}, "
-                  f"{args.steps} steps ({args.warmup} warm-up), 10 virtual tokens, {os.cpu_count()} CPUs")
-    for col in ("", "median s/step", "× PEFT time", "peak RSS MB", "train RSS MB", "× PEFT train mem", "loss first→last"):
+                  f"10 virtual tokens, {os.cpu_count()} CPUs; time: median of {args.steps - args.warmup} interleaved steps; "
+                  f"memory: own process, {args.mem_steps} steps (end-to-end `run_train` for ptune)")
+    for col in ("", "s/step", "× PEFT", "peak RSS MB", "train RSS MB", "× PEFT", "loss 1st→last"):
         table.add_column(col, justify="right")
-    names = {"peft": "PEFT P-tuning (MLP)", "ptune-mlp": "ptune --encoder mlp", "ptune-lstm": "ptune --encoder lstm"}
-    for side, r in results.items():
-        table.add_row(names[side], f"{r['step_s']:.3f}", f"{r['step_s'] / peft['step_s']:.2f}", f"{r['peak_rss'] / 2**20:.0f}",
-                      f"{r['train_rss'] / 2**20:.0f}", f"{r['train_rss'] / max(peft['train_rss'], 1):.2f}",
-                      f"{r['loss_first']:.2f}→{r['loss_last']:.2f}")
-    Console().print(table)
-    print("goal: ptune ≤ 0.75× PEFT time/step, no more memory")
+    names = {"peft": "PEFT p-tuning mlp", "ptune-mlp": "ptune mlp", "ptune-lstm": "ptune lstm"}
+    for side in names:
+        r, t = mem[side], timing[side]
+        table.add_row(names[side], f"{t:.3f}", f"{t / timing['peft']:.2f}", f"{r['peak_rss'] / 2**20:.0f}",
+                      f"{r['train_rss'] / 2**20:.0f}", f"{r['train_rss'] / max(mem['peft']['train_rss'], 1):.2f}",
+                      f"{r['loss_first']:.1f}→{r['loss_last']:.1f}")
+    Console(width=110).print(table)
+    print(f"goal: ptune ≤ 0.75× PEFT time/step, no more memory · bench took {time.perf_counter() - t0:.0f} s")
     if max(load0, load1) > (os.cpu_count() or 1):
-        print(f"warning: load average {load0:.1f} → {load1:.1f} on {os.cpu_count()} CPUs: other jobs share the machine, times are inflated")
+        print(f"note: load average {load0:.1f} → {load1:.1f} on {os.cpu_count()} CPUs: other jobs share the machine; "
+              "absolute times are inflated, the interleaved ratios much less")
 
 
 if __name__ == "__main__":
