@@ -8,6 +8,7 @@ import torch
 from ptune_cli.ptuning.encoders import build_encoder
 from ptune_cli.ptuning.template import template_from_dict
 from tests.test_template import SENT, TWO
+from tests.test_train import one_torch_thread  # noqa: F401 - autouse fixture
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,15 @@ def write(path: Path, records: list[dict]) -> str:
     return str(path)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny models: thread wake-ups cost more than they save (and other jobs share the CPUs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def data(tmp_path):
     return {

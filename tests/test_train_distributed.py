@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ptune_cli.ptuning.table import PROMPT_TABLE_FILE, load_prompt_table
 from ptune_cli.training import run_train
-from tests.test_train import SENT_TPL, cfg, intent_records, sentiment_records, tensor_bytes, write
+from tests.test_train import (  # noqa: F401 - one_torch_thread is an autouse fixture
+    SENT_TPL,
+    cfg,
+    intent_records,
+    one_torch_thread,
+    sentiment_records,
+    tensor_bytes,
+    write,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +36,8 @@ run_train(cfg, on_event=on_event)
 
 
 def _env(**extra) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    # one thread, like the in-process reference run (same kernels, same bits)
+    env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS="1")
     env.update(extra)
     return env
 
@@ -44,11 +53,15 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_lm_dir, tmp_path):
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (run / PROMPT_TABLE_FILE).exists() and len((run / "log.jsonl").read_text().splitlines()) == 5
 
-    args = [sys.executable, "-m", "ptune_cli", "train", "--train", data["train"], "--val", data["val"], "--template", SENT_TPL,
-            "--model", str(tiny_lm_dir), "-o", str(run), "--epochs", "3", "--lr", "0.01", "--save-every", "2", "--eval-every", "3", "--resume"]
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "resuming from step 4" in proc.stderr
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    args = ["train", "--train", data["train"], "--val", data["val"], "--template", SENT_TPL, "--model", str(tiny_lm_dir),
+            "-o", str(run), "--epochs", "3", "--lr", "0.01", "--save-every", "2", "--eval-every", "3", "--resume"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "resuming from step 4" in res.output
     assert tensor_bytes(tmp_path / "full", "sentiment-task") == tensor_bytes(run, "sentiment-task")
 
 
@@ -64,7 +77,7 @@ def test_two_process_gloo_run_writes_one_table(tiny_lm_dir, tmp_path):
     # what `accelerate launch --multi_gpu --num_processes 2` / torchrun set for each process
     procs = [
         subprocess.Popen(args, env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",
-                                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), OMP_NUM_THREADS="1"),
+                                        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for r in range(2)
     ]
