@@ -32,6 +32,17 @@ def tiny_marian_dir(tmp_path_factory) -> Path:
     return tiny_marian.build_tiny_marian(tmp_path_factory.mktemp("tiny-marian"))
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models: thread wake-ups cost more than they save (and the machine is shared)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _make(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([MAKE, "--no-print-directory", "-o", "setup", "-o", ".venv/.installed", *args],
                           cwd=REPO, capture_output=True, text=True, timeout=60)
