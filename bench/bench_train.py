@@ -207,8 +207,8 @@ def run_worker(side: str, args, records_path: str, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=12, help="timed steps per side (interleaved, one process)")
-    ap.add_argument("--mem-steps", type=int, default=4, help="steps of each memory subprocess")
+    ap.add_argument("--steps", type=int, default=10, help="timed steps per side (interleaved, one process)")
+    ap.add_argument("--mem-steps", type=int, default=3, help="steps of each memory subprocess")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--records", type=int, default=200)
