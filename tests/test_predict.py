@@ -117,6 +117,21 @@ def test_rows_that_stop_leave_the_batch(lm, prompt):
     assert len({len(row) for row in cut}) > 1
 
 
+def _fake(n_tokens):
+    return predict.Encoded([0] * n_tokens, [False] * n_tokens, [], n_tokens, False)
+
+
+def test_batches_cover_every_record_and_avoid_padding():
+    encs = [_fake(n) for n in [10] * 15 + [100]] + [None]
+    for cost in (0.0, 50.0, 1e9):
+        batches = predict._batches(encs, 16, batch_cost=cost)
+        assert sorted(i for b in batches for i in b) == list(range(16))  # None (did not fit) left out
+        assert all(len(b) <= 16 for b in batches)
+    assert predict._batches(encs, 16, batch_cost=50.0) == [[15], list(range(15))]  # the long one alone
+    assert predict._batches(encs, 16, batch_cost=1e9) == [[15, *range(15)]]  # one batch when batches are dear
+    assert sorted(len(b) for b in predict._batches([_fake(5)] * 10, 4, batch_cost=1e9)) == [2, 4, 4]
+
+
 def test_shared_prefix_len(tiny_lm_dir):
     from ptune_cli.models import load_tokenizer
 

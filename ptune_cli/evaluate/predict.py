@@ -104,10 +104,28 @@ def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int):
     return out.logits[:, -1].float(), out.past_key_values, mask, pos[:, -1]
 
 
-def _batches(encs: Sequence[Encoded | None], batch_size: int) -> list[list[int]]:
-    """Indices of the encodable records, longest first, in chunks of ``batch_size``."""
+def _batches(encs: Sequence[Encoded | None], batch_size: int, batch_cost: float = 0.0) -> list[list[int]]:
+    """Indices of the encodable records, longest first, in batches of at most ``batch_size``.
+
+    Batches are contiguous runs of the length-sorted records chosen to minimise padded prompt
+    tokens + ``batch_cost`` per batch (the fixed work of one batch, e.g. its decoding steps, in
+    prompt-token equivalents): a few long prompts do not pad a whole batch of short ones.
+    """
     order = sorted((i for i, e in enumerate(encs) if e is not None), key=lambda i: -len(encs[i].input_ids))
-    return [order[k : k + batch_size] for k in range(0, len(order), batch_size)]
+    lens = [len(encs[i].input_ids) for i in order]
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of batching the first j records
+    start = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - batch_size), j):
+            cost = best[i] + (j - i) * lens[i] + batch_cost  # lens[i]: the batch's longest prompt
+            if cost < best[j]:
+                best[j], start[j] = cost, i
+    cuts, j = [], n
+    while j:
+        cuts.append((start[j], j))
+        j = start[j]
+    return [order[i:j] for i, j in reversed(cuts)]
 
 
 def cut_at_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
@@ -168,7 +186,9 @@ def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, 
     ``on_batch(indices, texts)`` sees each finished batch (for resumable output)."""
     stops = stop_token_ids(tokenizer, stop_at_newline)
     preds = [""] * len(encs)
-    for idx in _batches(encs, batch_size):
+    # one decoding step of a batch costs about as much as ~16 prompt tokens of prefill (measured
+    # on CPU: weights are read once per step); a batch may decode up to max_new_tokens steps
+    for idx in _batches(encs, batch_size, batch_cost=16.0 * max_new_tokens):
         rows = generate_ids(model, tokenizer, [encs[i] for i in idx], prompt,
                             max_new_tokens=max_new_tokens, stop_ids=stops)
         for i, ids in zip(idx, rows, strict=True):
@@ -232,7 +252,7 @@ def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], en
     if first is None:
         return preds, all_scores
     cands = candidate_ids(tpl, tokenizer, records[first], candidates)
-    for idx in _batches(encs, batch_size):
+    for idx in _batches(encs, batch_size, batch_cost=32.0):  # one continuation pass per batch
         scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands)
         best = scores.argmax(-1).tolist()
         for row, i in enumerate(idx):
