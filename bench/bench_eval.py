@@ -10,8 +10,8 @@ methods alike). Two workloads from ../shared/data (skipped cleanly when absent):
 * intent/slot — Assistant utterances, multi-line answers (stop at EOS, up to the longest gold
   answer + 8 tokens): token-by-token decoding dominates.
 
-    .venv/bin/python bench/bench_eval.py                 # ~2-3 min on 2 cores (less when idle)
-    .venv/bin/python bench/bench_eval.py --threads 1     # steadier on a busy machine (CPU time)
+    .venv/bin/python bench/bench_eval.py                 # ~2-3 min, 1 torch thread (steady when shared)
+    .venv/bin/python bench/bench_eval.py --threads 0     # torch's default threads (slow when the box is busy)
     .venv/bin/python bench/bench_eval.py --n 96 --n-intent 48 --batch-size 32
 """
 
@@ -112,7 +112,8 @@ def main() -> int:
     ap.add_argument("--n-intent", type=int, default=24, help="intent/slot records (default 24; 0 = skip)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (default 1: steady on a shared machine; 0 = torch's choice)")
     args = ap.parse_args()
     if not FPB.is_file():
         print(f"skip: {FPB} not found (set PTUNE_SHARED_DATA)")
