@@ -6,6 +6,10 @@
 # reachable, else the sample's own Swedish side) → normalize-labels → kfold (k=3) → train per
 # fold → eval → zero-shot baseline of the frozen model → results table and plots.
 # Sized to finish in ~10 minutes on 2 CPU cores; override like any experiment (FOLDS=, STEPS=, …).
+# Measured on an idle 2-core CPU, fresh model cache: 3 min 14 s. With these sizes (42 training
+# sentences per fold, 40 steps) SmolLM2-135M — an English model — does NOT beat its zero-shot
+# accuracy on the Swedish side (31.9 ± 8.7 % vs 41.7 ± 4.2 %); the demo shows the chain, not
+# the published gain (that needs a Swedish-capable model and the real data: make svfiqa).
 
 DEMO_EN ?= pipelines/demo/sentiment_en.jsonl
 DEMO_SV ?= pipelines/demo/sentiment_sv.jsonl
@@ -13,7 +17,8 @@ DEMO_TRANSLATE := $(or $(TRANSLATE),auto)
 DEMO_LANG := $(call _lang,$(DEMO_TRANSLATE))
 DEMO_FOLDS := $(or $(FOLDS),3)
 DEMO_STEPS := $(or $(STEPS),40)
-DEMO_LR := $(or $(LR),3e-3)
+# 1e-3: at 3e-3 one of three folds diverged (train loss 7.4 after 40 steps) in our runs
+DEMO_LR := $(or $(LR),1e-3)
 DEMO_BATCH := $(or $(BATCH),8)
 DEMO_DECODE := $(or $(DECODE),rank)
 DEMO_TEMPLATE ?= templates/$(DEMO_LANG)-sentiment.json
