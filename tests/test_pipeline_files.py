@@ -141,6 +141,14 @@ def test_baseline_and_data_reduction(tmp_path):
     assert len(kfolds) == 4 and {re.search(r"--sample-seed (\d)", x).group(1) for x in kfolds} == {"1", "2"}
     assert all("--seed 42" in x for x in kfolds)  # same folds for every sample
     assert text.count("ptune train") == 2 + 4 * 2 and "--reduction-plot" in text
+    # settings files are written for real (make -n would not catch a missing folder)
+    wanted = sorted({m for m in re.findall(r"(\S+/settings\.txt)(?:\s|$)", text) if ".tmp" not in m})
+    assert any("/f0.01-s2/" in w for w in wanted)
+    r = subprocess.run([MAKE, "--no-print-directory", *wanted, f"RESULTS={tmp_path / 'results'}", "DATA_DIR=/data",
+                        "FOLDS=2", "TRANSLATE=none", "SAMPLES=2", "FRACTIONS=1 0.1 0.01"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for w in wanted:
+        assert "folds=2" in Path(w).read_text(), w
 
 
 @needs_make
