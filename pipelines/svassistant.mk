@@ -6,6 +6,9 @@
 # Evaluated as intent accuracy/P/R/F1, slot micro P/R/F1 and exact match; the sentiment task is
 # re-scored from the new table to show it kept its accuracy (retention.md).
 # Ends in $(SVASSIST_DIR)/summary.{md,json}, retention.{md,json} and plots/*.png.
+# Wiring check on CPU (English, every 10th utterance of the CV CSV = 1,104, 2 folds, 20 steps,
+# after the reduced svfiqa run): 7 min 36 s; sentiment after adding the task 65.46 ± 2.84 %,
+# per fold identical to svfiqa alone; intent/slot 0 % after 20 steps (far too few to learn it).
 
 SVASSIST_TRANSLATE := $(or $(TRANSLATE),yes)
 SVASSIST_LANG := $(call _lang,$(SVASSIST_TRANSLATE))
