@@ -17,7 +17,7 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ptune_cli.errors import UserError
+from ptune_cli.errors import UserError, at
 from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_json, write_records
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
 
@@ -79,6 +79,12 @@ def _units(records: list[dict], cfg: KFoldConfig) -> tuple[list[list[int]], list
     else:
         units = [[i] for i in range(len(records))]
     use_labels = cfg.stratify and any(cfg.label_field in r for r in records)
+    if use_labels and not all(cfg.label_field in r for r in records):
+        i = next(i for i, r in enumerate(records) if cfg.label_field not in r)
+        raise UserError(
+            f"record {i + 1}: field '{cfg.label_field}': missing, but other records have it "
+            "(fix the record, or pass --no-stratify)"
+        )
     strata = []
     for u in units:
         if use_labels:
@@ -165,12 +171,43 @@ def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
 
 def _read_input(path: str | os.PathLike, cfg: KFoldConfig) -> tuple[list[dict], str]:
     required = {cfg.group_field: None} if cfg.group_field else {}
-    records = [r for _, r in iter_records(path, required)]
+    numbered = list(iter_records(path, required))
+    records = [r for _, r in numbered]
+    if cfg.stratify and any(cfg.label_field in r for r in records):
+        # stratifying by a field some records lack would silently lump them together
+        for ln, r in numbered:
+            if cfg.label_field not in r:
+                raise UserError(
+                    f"{at(display_name(path), ln, cfg.label_field)}: missing required field "
+                    "(other records have it; fix the record or pass --no-stratify)"
+                )
     if str(path) == STDIO:
         digest = hashlib.sha256("".join(dumps(r) + "\n" for r in records).encode()).hexdigest()
     else:
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     return records, digest
+
+
+def _check_outdir(outdir: Path) -> None:
+    """OUTDIR is replaced as a whole: allow only a new or empty folder or an earlier kfold
+    output, never a folder holding other files (``-o data/`` must not delete the input)."""
+    if not outdir.exists():
+        return
+    if not outdir.is_dir():
+        raise UserError(f"-o {outdir}: is a file, expected an output folder")
+    if outdir == Path.cwd().resolve() or outdir in Path.cwd().resolve().parents:
+        raise UserError(f"-o {outdir}: is (or contains) the current folder; name a new folder (e.g. -o folds/)")
+    entries = list(outdir.iterdir())
+    if not entries:
+        return
+    others = [e.name for e in entries if e.name != "manifest.json" and not (e.is_dir() and e.name.startswith("fold_"))]
+    try:
+        ours = json.loads((outdir / "manifest.json").read_text(encoding="utf-8")).get("command") == "ptune kfold"
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if others or not ours:
+        shown = ", ".join(sorted(others)[:3]) or "no manifest.json"
+        raise UserError(f"-o {outdir}: folder exists and is not a kfold output ({shown}); name a new or empty folder")
 
 
 def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldConfig) -> dict:
@@ -180,11 +217,15 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
     earlier ``outdir`` as it was.
     """
     cfg.validate()
+    outdir = Path(outdir).resolve()
+    _check_outdir(outdir)
     records, digest = _read_input(input, cfg)
     folds = kfold(records, cfg)
-    outdir = Path(outdir)
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        outdir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    except OSError as e:
+        raise UserError(f"{outdir}: cannot write ({e.strerror or e})") from None
     manifest = {
         "command": "ptune kfold",
         "input": display_name(input),

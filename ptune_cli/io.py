@@ -76,6 +76,8 @@ def iter_records(
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as e:
                 raise UserError(f"{at(name, lineno)}: not valid UTF-8 (byte {e.start + 1})") from None
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]  # a UTF-8 byte-order mark (Windows editors, Excel exports)
             if not line.strip():
                 continue
             try:
@@ -119,8 +121,13 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         sys.stdout.flush()
         return
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if target.is_dir():
+        raise UserError(f"{target}: is a folder, expected an output file path")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise UserError(f"{target}: cannot write ({e.strerror or e})") from None
     try:
         kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
         with os.fdopen(fd, mode, **kwargs) as fh:

@@ -154,3 +154,31 @@ def test_real_fiqa_grouped_by_headline(shared_data):
     assert len({r["headline"] for r in recs}) < len(recs)
     cfg = KFoldConfig(k=10, group_field="headline")
     check_folds(recs, kfold(recs, cfg), cfg)
+
+
+# ---- safety of OUTDIR and labels missing on some records -----------------------------------
+
+
+def test_cli_kfold_never_replaces_a_folder_that_is_not_its_output(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    src = data / "in.jsonl"
+    write_records(src, _records(20))
+    monkeypatch.chdir(tmp_path)
+    for out, message in ((data, "folder exists and is not a kfold output (in.jsonl)"),
+                         (tmp_path, "the current folder"), (src, "is a file, expected an output folder")):
+        r = runner.invoke(app, ["kfold", str(src), "-o", str(out), "--k", "2"])
+        assert r.exit_code == 1 and message in r.output, r.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["data", "in.jsonl"]  # input untouched
+    (tmp_path / "empty").mkdir()
+    assert runner.invoke(app, ["kfold", str(src), "-o", "empty", "--k", "2"]).exit_code == 0
+
+
+def test_cli_kfold_label_missing_on_some_records_names_the_line(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, [{"label": "a"}, {"label": "b"}, {"text": "no label"}, {"label": "a"}])
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2"])
+    assert r.exit_code == 1 and "in.jsonl:3: field 'label': missing" in r.output
+    assert "--no-stratify" in r.output and not (tmp_path / "f").exists()
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2", "--no-stratify"])
+    assert r.exit_code == 0, r.output

@@ -72,3 +72,17 @@ def test_write_records_failure_mid_stream_keeps_no_partial_file(tmp_path):
     with pytest.raises(UserError):
         write_records(out, gen())
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_utf8_byte_order_mark_is_accepted(tmp_path):
+    p = _write(tmp_path, '\ufeff{"a": "å"}\n{"b": 1}\n'.encode())
+    assert read_records(p) == [{"a": "å"}, {"b": 1}]
+
+
+def test_unwritable_output_is_a_user_error_not_a_traceback(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UserError, match=r"afile/o.jsonl: cannot write"):
+        write_records(tmp_path / "afile" / "o.jsonl", [{"a": 1}])
+    with pytest.raises(UserError, match="is a folder, expected an output file"):
+        write_records(tmp_path, [{"a": 1}])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

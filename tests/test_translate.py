@@ -313,3 +313,46 @@ def test_help_lists_the_options_and_an_example():
                 "--reference", "--reference-field", "--flags-field"):
         assert opt in result.output, opt
     assert "Example" in result.output and "ptune translate" in result.output
+
+
+# --- user errors found in the audit ---------------------------------------------------------------
+
+def test_unknown_lexicon_names_the_lexicon_flag(tmp_path):
+    with pytest.raises(UserError, match=r"^--lexicon: unknown label map 'nope' \(known: .*en-sv-sentiment-plural"):
+        _run(tmp_path, [{"text": "hi", "label": "positive"}], WordEngine(), lexicon="nope")
+
+
+class FailingEngine(WordEngine):
+    def translate(self, texts, on_batch=None):
+        raise UserError("--device cuda: no such CUDA device here")
+
+
+def test_failure_before_any_record_leaves_no_partial_files(tmp_path):
+    with pytest.raises(UserError, match="no such CUDA device"):
+        _run(tmp_path, ASSISTANT, FailingEngine())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache.sqlite", "in.jsonl"]
+
+
+def test_bad_reference_fails_before_translating(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "good coffee"}, {"text": "make a coffee"}])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"sv": "bra kaffe"}])
+    engine = WordEngine()
+    cfg = TranslateConfig(model="unused", use_cache=False, label_format="keep")
+    with pytest.raises(UserError, match=r"ref.jsonl: has 1 records but the input has 2"):
+        run_translate(src, tmp_path / "out.jsonl", cfg, engine=engine, reference=ref, reference_field="sv")
+    write_jsonl(ref, [{"sv": "bra kaffe"}, {"en": "x"}])
+    with pytest.raises(UserError, match=r"ref.jsonl:2: field 'sv': missing"):
+        run_translate(src, tmp_path / "out.jsonl", cfg, engine=engine, reference=ref, reference_field="sv")
+    assert engine.calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "ref.jsonl"]
+    write_jsonl(ref, [{"sv": "bra kaffe"}, {"sv": "gör en kaffe"}])
+    report = run_translate(src, tmp_path / "out.jsonl", cfg, engine=engine, reference=ref, reference_field="sv")
+    assert report["score"]["chrf"] == 100.0 and report["score"]["segments"] == 2
+
+
+@pytest.mark.parametrize("device, message", [("bogus", "unknown device 'bogus'"), ("cuda:99", "no such CUDA device")])
+def test_unavailable_device_is_a_user_error(device, message):
+    from ptune_cli.translate.engines import resolve_device
+
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve_device(device)
+    assert resolve_device("cpu") == "cpu"

@@ -107,6 +107,10 @@ def test_bad_input_exits_1_with_location_and_no_output(tiny_marian_dir, tmp_path
     good = write_jsonl(tmp_path / "good.jsonl", [{"utterance": "hi"}])
     result = invoke(good, "-o", tmp_path / "o.jsonl", "--model", tmp_path / "nowhere")
     assert result.exit_code == 1 and "--model: cannot load" in result.output
+    # a folder that is not a model: one clear line, and no .partial files left behind
+    result = invoke(good, "-o", tmp_path / "o.jsonl", "--model", tmp_path)
+    assert result.exit_code == 1 and "has no config.json" in result.output, result.output
+    assert not list(tmp_path.glob("o.jsonl*"))
 
 
 def test_reference_scoring_with_sacrebleu(tiny_marian_dir, tmp_path):

@@ -74,6 +74,10 @@ class CT2Engine:
         self.tok = load_tokenizer(cfg)
         device = cfg.device if cfg.device != "auto" else ("cuda" if ctranslate2.get_cuda_device_count() else "cpu")
         device, _, index = device.partition(":")
+        if device not in ("cpu", "cuda") or not (index or "0").isdigit():
+            raise UserError(f"--device {cfg.device}: the ctranslate2 engine runs on cpu, cuda or cuda:N")
+        if device == "cuda" and int(index or 0) >= ctranslate2.get_cuda_device_count():
+            raise UserError(f"--device {cfg.device}: no such CUDA device here (use --device cpu or auto)")
         self.compute_type = _compute_type(cfg, device)
         path = converted_dir(cfg, "int8" if self.compute_type.startswith("int8") else self.compute_type)
         self.translator = ctranslate2.Translator(

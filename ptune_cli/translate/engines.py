@@ -55,13 +55,20 @@ def model_fingerprint(model: str, revision: str | None = None) -> str:
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu; a device that isn't there is a UserError."""
     import torch
 
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device: unknown device '{device}' (auto, cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {device}: no such CUDA device here (use --device cpu or auto)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here (use --device cpu or auto)")
+    return device
 
 
 def quiet_transformers() -> None:
@@ -79,7 +86,8 @@ def load_tokenizer(cfg: TranslateConfig):
     from transformers import AutoTokenizer
 
     quiet_transformers()
-
+    if Path(cfg.model).is_dir() and not (Path(cfg.model) / "config.json").is_file():
+        raise UserError(f"--model: folder '{cfg.model}' has no config.json (not a saved transformers model)")
     try:
         tok = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
     except (OSError, ValueError) as e:

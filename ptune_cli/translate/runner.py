@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -112,11 +113,17 @@ def run_translate(
     returns the run report. ``on_progress(advance, total)`` is called as records finish."""
     cfg.validate()
     t0 = time.perf_counter()
-    lexicon = load_label_map(cfg.lexicon)
+    lexicon = load_label_map(cfg.lexicon, flag="--lexicon")
     source = display_name(input)
     numbered = list(iter_records(input))
     plans = [plan_record(r, ln, source, cfg, lexicon) for ln, r in numbered]
     ctx = process_context()
+    pairs = [(i, pc.field) for i, p in enumerate(plans) for pc in p.pieces if pc.core]
+    gold = None
+    if reference is not None and ctx.is_main:
+        from ptune_cli.translate.score import reference_texts
+
+        gold = reference_texts(reference, len(plans), pairs, reference_field)
     mine = shard_indices(len(plans), ctx.rank, ctx.world)
     partial = PartialOutput(_partial_path(output, ctx.rank, ctx.world),
                             _fingerprint(cfg, [r for _, r in numbered], ctx.world), cfg.flags_field)
@@ -126,12 +133,20 @@ def run_translate(
     stats, how = Counter(), Counter()
     todo = mine[resumed:]
     if todo:
-        if engine is None:
-            from ptune_cli.translate.engines import load_engine
+        try:
+            if engine is None:
+                from ptune_cli.translate.engines import load_engine
 
-            cfg.device = shard_device(cfg.device, ctx)
-            engine = load_engine(cfg)
-        stats, how = _translate_all(plans, todo, engine, cfg, partial, on_progress)
+                cfg.device = shard_device(cfg.device, ctx)
+                engine = load_engine(cfg)
+            stats, how = _translate_all(plans, todo, engine, cfg, partial, on_progress)
+        except BaseException:
+            # nothing to resume from (or stdout, which can't resume): leave no stray files
+            if partial.done == 0 or str(output) == STDIO:
+                partial.discard()
+                if str(output) == STDIO:
+                    shutil.rmtree(partial.path.parent, ignore_errors=True)
+            raise
     totals = {"resumed_records": resumed, "records_written": partial.done,
               "flagged_records": partial.flagged_records, "flags": dict(partial.flag_counts),
               "stats": dict(stats), "slot_projection": dict(how)}
@@ -140,9 +155,8 @@ def run_translate(
     if reference is not None and ctx.is_main:
         from ptune_cli.translate.score import score_records
 
-        pairs = [(i, pc.field) for i, p in enumerate(plans) for pc in p.pieces if pc.core]
         report["score"] = score_records(final if final is not None else read_partial(Path(output)),
-                                        reference, pairs, reference_field)
+                                        reference, pairs, reference_field, gold=gold)
     if ctx.world > 1:
         ctx.close()
     return report
