@@ -80,7 +80,7 @@ def parse_intent_slot(text: str | None) -> IntentSlot:
     """Parse a gold label or a generated text by the evaluation definitions.
 
     intent: text after the first ``Intent:`` up to the next newline or ``Slots:``, stripped and
-    lowercased (None if absent or empty). slots: text after the first ``Slots:``, split on commas
+    lowercased (None only when there is no ``Intent:``). slots: text after the first ``Slots:``, split on commas
     outside parentheses; each ``type(value)`` item becomes ``(type, value)``.
     """
     text = text or ""
@@ -93,7 +93,7 @@ def parse_intent_slot(text: str | None) -> IntentSlot:
             j = rest.find(stop)
             if j >= 0:
                 cut = min(cut, j)
-        intent = rest[:cut].strip().lower() or None
+        intent = rest[:cut].strip().lower()  # "Intent:" with nothing after it: "" (a wrong intent)
     slots: list[tuple[str, str]] = []
     k = text.find("Slots:")
     if k >= 0:
@@ -253,8 +253,9 @@ def _parse_map_file(path: Path) -> dict[str, list[str]]:
     return out
 
 
-def load_label_map(name_or_path: str) -> LabelMap:
-    """A built-in map by name, a map in ``templates/labels/NAME.{json,yaml}``, or a file path."""
+def load_label_map(name_or_path: str, flag: str = "--map") -> LabelMap:
+    """A built-in map by name, a map in ``templates/labels/NAME.{json,yaml}``, or a file path;
+    ``flag`` names the option in the error for an unknown name."""
     if name_or_path in BUILTIN_MAPS:
         return LabelMap(name_or_path, BUILTIN_MAPS[name_or_path])
     p = Path(name_or_path)
@@ -265,7 +266,8 @@ def load_label_map(name_or_path: str) -> LabelMap:
             cand = d / f"{name_or_path}{ext}"
             if cand.is_file():
                 return LabelMap(name_or_path, _parse_map_file(cand))
-    known = ", ".join(sorted(BUILTIN_MAPS))
+    files = {f.stem for d in _search_dirs() if d.is_dir() for f in d.iterdir() if f.suffix in (".json", ".yaml", ".yml")}
+    known = ", ".join(sorted(set(BUILTIN_MAPS) | files))
     raise UserError(
-        f"--map: unknown label map '{name_or_path}' (built-in: {known}; or a JSON/YAML file path)"
+        f"{flag}: unknown label map '{name_or_path}' (known: {known}; or a JSON/YAML file path)"
     )

@@ -110,6 +110,9 @@ IS_CASES = [
      (1, 1, 1, 1), (1, 1, 1), 1),
     ("gold without intent never counts", ["make coffee"], ["make coffee"], (0, 0, 0, 0), (0, 0, 0), 0),
     # 2 records: 1 correct intent; the second prediction has no intent -> P 1/1, R 1/2
+    # "Intent:" with nothing after it is a prediction with an (empty, wrong) intent -> P 1/2
+    ("empty intent is a wrong prediction, not none", ["Intent: a\nSlots: None", "Intent: b\nSlots: None"],
+     ["Intent: a\nSlots: None", "Intent:\nSlots: None"], (0.5, 0.5, 0.5, 0.5), (0, 0, 0), 0.5),
     ("precision vs accuracy", ["Intent: a\nSlots: None", "Intent: b\nSlots: x(1)"], ["Intent: a", "Slots: x(1)"],
      (0.5, 1, 0.5, 2 / 3), (1, 1, 1), 0.5),
 ]

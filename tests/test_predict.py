@@ -160,6 +160,22 @@ def test_generate_texts_keeps_input_order_and_strips_prompt(lm, prompt):
         assert "\n" not in texts[i]
 
 
+def test_text_before_a_newline_in_the_stop_token_is_kept(tiny_lm_dir, prompt):
+    """A vocabulary token like "okay\n" stops a one-line answer, but "okay" is the answer."""
+    model, tok = varied_lm(tiny_lm_dir)
+    tok.add_tokens(["okay\n"])
+    new = len(tok) - 1
+    model.resize_token_embeddings(len(tok), mean_resizing=False)
+    enc = _encs(tok)[0]
+    ids = torch.tensor([enc.input_ids])
+    with torch.no_grad():  # make "okay\n" the first greedy token
+        embeds = inject_prompts(model, ids, torch.tensor([enc.virtual_mask]), prompt)
+        h = model.model(inputs_embeds=embeds).last_hidden_state[0, -1]
+        model.get_output_embeddings().weight[new] = 50 * h / h.norm()
+    assert new in predict.stop_token_ids(tok, True)
+    assert predict.generate_texts(model, tok, [enc], prompt, max_new_tokens=4) == ["okay"]
+
+
 def test_stop_helpers(tiny_lm_dir):
     from ptune_cli.models import load_tokenizer
 

@@ -133,3 +133,33 @@ def test_report_cli_reduction_plot(tmp_path, fold_files):
     assert not png2.exists()
     r = CliRunner().invoke(app, ["report", *fold_files, "--plot", str(png2), "--key", "slot.f1"])
     assert r.exit_code == 1 and "unknown metric key" in r.output
+
+
+def test_fold_plot_labels_do_not_overlap_panels(tmp_path, fold_files, monkeypatch):
+    """Three narrow panels (few folds): each y-axis label stays clear of the panel to its left."""
+    from ptune_cli.evaluate import plots
+
+    figs = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figs.append(fig))
+    monkeypatch.setattr(plots._pyplot(), "close", lambda fig: None)
+    files = [_write(tmp_path, f"is/fold_{i:02d}/r.json", score(["Intent: a\nSlots: x(1)"], ["Intent: a\nSlots: x(1)"]))
+             for i in range(3)]
+    plots.plot_folds(summarize(load_results(files)), tmp_path / "p.png")
+    (fig,) = figs
+    fig.canvas.draw()
+    axes = fig.axes
+    assert len(axes) == 3
+    for left, right in zip(axes, axes[1:], strict=False):
+        assert right.yaxis.label.get_window_extent().x0 > left.get_window_extent().x1
+
+
+def test_report_table_fits_80_columns(tmp_path):
+    """Intent/slot has 8 metrics: on a narrow stdout the table keeps the headline ones whole
+    instead of truncating every number."""
+    files = [_write(tmp_path, f"fold_{i:02d}/r.json", score(["Intent: a\nSlots: x(1)"] * 4, [p] * 4))
+             for i, p in enumerate(["Intent: a\nSlots: x(1)", "Intent: a\nSlots: x(2)"])]
+    r = CliRunner().invoke(app, ["report", *files], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout
+    assert "50.00 ± 70.71" in r.stdout  # slot F1 over the two folds: 1.0 and 0.0
+    assert "every metric: --markdown or -o" in r.stdout

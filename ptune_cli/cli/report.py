@@ -54,11 +54,21 @@ def report_cmd(
 
 
 def _print_summary(summary: dict, console) -> None:
+    from ptune_cli.evaluate.report import DEFAULT_PLOT_KEYS
+
+    table = _summary_table(summary, summary["keys"])
+    if console.measure(table, options=console.options.update_width(10_000)).maximum > console.width:
+        # too wide (intent/slot has 8 metrics): truncated numbers are worse than fewer columns
+        table = _summary_table(summary, DEFAULT_PLOT_KEYS[summary["metric"]])
+        table.caption = "every metric: --markdown or -o"
+    console.print(table)
+
+
+def _summary_table(summary: dict, keys: list[str]):
     from rich.table import Table
 
     from ptune_cli.evaluate.report import key_title, mean_std_text
 
-    keys = summary["keys"]
     table = Table(title=f"report: {summary['metric']}, {len(summary['rows'])} results", title_justify="left")
     for col in ("train %", "results", "samples"):
         table.add_column(col, justify="right")
@@ -67,4 +77,4 @@ def _print_summary(summary: dict, console) -> None:
     for g in summary["groups"]:
         cells = [mean_std_text(g['mean'][k], g['std'][k]) for k in keys]
         table.add_row(f"{100 * g['train_fraction']:g}", str(g["results"]), str(g["samples"]), *cells)
-    console.print(table)
+    return table

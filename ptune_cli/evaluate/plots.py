@@ -47,7 +47,7 @@ def plot_folds(summary: dict, path: str | Path, keys: list[str] | None = None) -
     several = group["samples"] > 1
     names = [f"{r['fold']}" + (f"/s{r['sample']}" if several else "") for r in rows]
     fig, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 0.45 * len(rows) + 1.5) * len(keys), 3.6),
-                             squeeze=False)
+                             squeeze=False, layout="constrained")  # narrow panels: no label overlap
     for ax, key in zip(axes[0], keys, strict=True):
         vals = [100 * r[key] for r in rows]
         mean, std = 100 * group["mean"][key], group["std"][key]

@@ -139,11 +139,14 @@ def cut_at_stop(ids: Sequence[int], stops: set[int]) -> list[int]:
 
 
 def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_tokens: int,
-                 stop_ids: Sequence[int]) -> list[list[int]]:
+                 stop_ids: Sequence[int], keep_ids: Sequence[int] = ()) -> list[list[int]]:
     """One batch: greedy new token ids per encoding (KV cache), up to the first stop id.
 
-    Rows that stop leave the batch, so a long answer does not keep short ones computing.
+    A stop id in ``keep_ids`` ends its row but is kept: a newline-bearing token may carry answer
+    text before its newline (cut by :func:`decode_prediction`). Rows that stop leave the batch,
+    so a long answer does not keep short ones computing.
     """
+    kept_stops = set(keep_ids)
     logits, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=logits.device)
     out: list[list[int]] = [[] for _ in encs]
@@ -152,7 +155,7 @@ def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_t
         nxt = logits.argmax(-1)
         done = torch.isin(nxt, stops)
         for row, tok, stop in zip(alive.tolist(), nxt.tolist(), done.tolist(), strict=True):
-            if not stop:
+            if not stop or tok in kept_stops:
                 out[row].append(tok)
         keep = (~done).nonzero().squeeze(-1)
         if keep.numel() == 0 or step == max_new_tokens - 1:
@@ -185,12 +188,13 @@ def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, 
 
     ``on_batch(indices, texts)`` sees each finished batch (for resumable output)."""
     stops = stop_token_ids(tokenizer, stop_at_newline)
+    keep = [i for i in stops if i != tokenizer.eos_token_id]  # newline tokens: text before "\n" counts
     preds = [""] * len(encs)
     # one decoding step of a batch costs about as much as ~16 prompt tokens of prefill (measured
     # on CPU: weights are read once per step); a batch may decode up to max_new_tokens steps
     for idx in _batches(encs, batch_size, batch_cost=16.0 * max_new_tokens):
         rows = generate_ids(model, tokenizer, [encs[i] for i in idx], prompt,
-                            max_new_tokens=max_new_tokens, stop_ids=stops)
+                            max_new_tokens=max_new_tokens, stop_ids=stops, keep_ids=keep)
         for i, ids in zip(idx, rows, strict=True):
             preds[i] = decode_prediction(tokenizer, ids, stop_at_newline)
         if on_batch:
