@@ -8,6 +8,7 @@ Heavy libraries (torch, transformers) are imported inside command bodies only, s
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -21,6 +22,9 @@ class _Group(TyperGroup):
     """Turns :class:`UserError` into one line on stderr and exit code 1 (no traceback)."""
 
     def invoke(self, ctx: click.Context):
+        if not sys.stderr.isatty():
+            # transformers' "Loading weights" bars are noise in logs and make output
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         try:
             return super().invoke(ctx)
         except UserError as e:
@@ -57,7 +61,8 @@ def stderr_console():
     """A rich console on stderr (tables, summaries); quiet formatting when not a TTY."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    # soft_wrap: paths and messages stay on one line in logs (tables still fit the width)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_console():
