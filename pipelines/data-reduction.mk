@@ -23,7 +23,7 @@ $(eval $(call WRITE_SETTINGS,$(REDUCTION_DIR),$(REDUCTION_SETTINGS)))
 # $(call REDUCED_SET,NAME,FRACTION,SAMPLE)
 define REDUCED_SET
 $(SVFIQA_DATA)/reduced/$(1)/manifest.json: $(SVFIQA_DATA)/norm.jsonl
-	$$(PTUNE) kfold $$< -o $$(@D) --k $(SVFIQA_FOLDS) --seed $$(SEED) --train-fraction $(2) --sample-seed $(3)
+	$$(PTUNE) kfold $$< -o $$(@D) --k $(SVFIQA_FOLDS) --seed $$(SEED) $(SVFIQA_KFOLD_ARGS) --train-fraction $(2) --sample-seed $(3)
 
 $(eval $(call FOLD_CHAIN,$(REDUCTION_DIR)/$(1),$(SVFIQA_DATA)/reduced/$(1),$(SVFIQA_FOLD_NAMES),$(SVFIQA_TEMPLATE),$(SVFIQA_TRAIN_FLAGS),$(SVFIQA_EVAL_FLAGS) --train-fraction $(2) --sample $(3),,accuracy))
 

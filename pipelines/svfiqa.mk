@@ -19,6 +19,10 @@ SVFIQA_DECODE := $(or $(DECODE),rank)
 # FiQA score → label: < -band negative, [-band, band) neutral, >= band positive
 SVFIQA_NEUTRAL_BAND ?= 0.1
 SVFIQA_RAW := $(FIQA_RAW)
+# a FiQA text with several targets gives several records: they share a source_id and stay in
+# one fold and split (no text seen in training and scored in test)
+SVFIQA_PREPARE_ARGS := --neutral-band $(SVFIQA_NEUTRAL_BAND) --id-field source_id
+SVFIQA_KFOLD_ARGS := --group-field source_id
 SVFIQA_TEMPLATE ?= templates/$(SVFIQA_LANG)-sentiment.json
 SVFIQA_NORM_MAP ?= $(SVFIQA_LANG)-sentiment
 # rank decoding scores exactly these candidates (the normalized label set)
@@ -28,7 +32,7 @@ SVFIQA_TRANSLATE_FLAGS ?= --fields sentence --label-format sentiment
 SVFIQA_TRAIN_FLAGS = --max-steps $(SVFIQA_STEPS) --lr $(SVFIQA_LR) --batch-size $(SVFIQA_BATCH) --seed $(SEED) $(TRAIN_ARGS)
 SVFIQA_EVAL_FLAGS = --normalize $(SVFIQA_NORM_MAP) --decode $(SVFIQA_DECODE) --labels $(SVFIQA_LABELS) $(EVAL_ARGS)
 
-SVFIQA_DATA_SETTINGS := data=fiqa ; raw=$(abspath $(SVFIQA_RAW)) ; neutral_band=$(SVFIQA_NEUTRAL_BAND) ; \
+SVFIQA_DATA_SETTINGS := data=fiqa ; raw=$(abspath $(SVFIQA_RAW)) ; prepare=$(SVFIQA_PREPARE_ARGS) ; kfold=$(SVFIQA_KFOLD_ARGS) ; \
   translate=$(SVFIQA_TRANSLATE) ; $(if $(filter none,$(SVFIQA_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(SVFIQA_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \
   norm=$(SVFIQA_NORM_MAP) ; folds=$(SVFIQA_FOLDS) ; seed=$(SEED)
 SVFIQA_DATA := $(RESULTS)/data/fiqa-$(SVFIQA_LANG)-k$(SVFIQA_FOLDS)-$(call _hash,$(SVFIQA_DATA_SETTINGS))
@@ -39,7 +43,7 @@ SVFIQA_FOLD_NAMES := $(call _fold_names,$(SVFIQA_FOLDS))
 
 $(eval $(call WRITE_SETTINGS,$(SVFIQA_DATA),$(SVFIQA_DATA_SETTINGS)))
 $(eval $(call WRITE_SETTINGS,$(SVFIQA_DIR),$(SVFIQA_SETTINGS)))
-$(eval $(call DATA_CHAIN,$(SVFIQA_DATA),$(SVFIQA_RAW),--neutral-band $(SVFIQA_NEUTRAL_BAND),$(SVFIQA_TRANSLATE),$(SVFIQA_TRANSLATE_FLAGS),$(SVFIQA_NORM_MAP),$(SVFIQA_FOLDS),))
+$(eval $(call DATA_CHAIN,$(SVFIQA_DATA),$(SVFIQA_RAW),$(SVFIQA_PREPARE_ARGS),$(SVFIQA_TRANSLATE),$(SVFIQA_TRANSLATE_FLAGS),$(SVFIQA_NORM_MAP),$(SVFIQA_FOLDS),$(SVFIQA_KFOLD_ARGS)))
 $(eval $(call FOLD_CHAIN,$(SVFIQA_DIR),$(SVFIQA_DATA)/folds,$(SVFIQA_FOLD_NAMES),$(SVFIQA_TEMPLATE),$(SVFIQA_TRAIN_FLAGS),$(SVFIQA_EVAL_FLAGS),,accuracy))
 
 svfiqa: setup $(SVFIQA_DIR)/summary.json  ## FiQA sentiment EN→SV, k-fold p-tuning (FOLDS=10)

@@ -60,6 +60,7 @@ class PrepareConfig:
     neutral_band: float = field(default=0.1, metadata={"help": "FiQA: |score| below this is neutral"})
     utterance_column: str = field(default="answer_from_anno", metadata={"help": "nlu-eval: utterance column"})
     skip_bad: bool = field(default=False, metadata={"help": "leave bad rows out (listed) instead of failing"})
+    id_field: str | None = field(default=None, metadata={"help": "add the source item's id under this field"})
 
     def validate(self) -> None:
         problems = []
@@ -81,6 +82,8 @@ class PrepareConfig:
                 "".encode(self.encoding)
             except LookupError:
                 problems.append(f"--encoding: unknown encoding {self.encoding!r}")
+        if self.id_field is not None and self.id_field in ("taskname", "sentence", "utterance", "label", ""):
+            problems.append(f"--id-field {self.id_field!r} would overwrite a record field; pick another name")
         if problems:
             raise UserError("; ".join(problems))
 
@@ -137,6 +140,13 @@ def parse_annotation(text: str) -> tuple[str, list[tuple[str, str]]]:
     return "".join(pieces).strip(), merged
 
 
+def _with_id(rec: dict, cfg: PrepareConfig, source_id: str) -> dict:
+    """``rec`` plus the source item's id under ``cfg.id_field`` (when asked for)."""
+    if cfg.id_field:
+        rec[cfg.id_field] = source_id
+    return rec
+
+
 def format_intent_slot(intent: str, slots: list[tuple[str, str]]) -> str:
     """The NeMo intent/slot label string."""
     body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
@@ -151,7 +161,7 @@ def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[di
         raise UserError(f"{at(path, 1)}: CSV header lacks {', '.join(missing)} (is this NLU-Evaluation-Data with ';' separators?)")
     start = 2
     for row in reader:
-        where = at(path, start)
+        line, where = start, at(path, start)
         start = reader.line_num + 1
         if None in row or any(v is None for v in row.values()):
             yield BadRow(where, f"expected {len(reader.fieldnames)} ';'-separated fields")
@@ -167,7 +177,8 @@ def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[di
         if not scenario or not intent or not utterance:
             yield BadRow(where, "empty scenario, intent or utterance")
             continue
-        yield {"taskname": taskname, "utterance": utterance, "label": format_intent_slot(f"{scenario}_{intent}", slots)}
+        rec = {"taskname": taskname, "utterance": utterance, "label": format_intent_slot(f"{scenario}_{intent}", slots)}
+        yield _with_id(rec, cfg, f"{path.stem}:{line}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,7 +212,7 @@ def _phrasebank_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[
         elif not sentence.strip():
             yield BadRow(at(path, lineno), "empty sentence")
         else:
-                yield {"taskname": taskname, "sentence": sentence.strip(), "label": label}
+            yield _with_id({"taskname": taskname, "sentence": sentence.strip(), "label": label}, cfg, f"{path.stem}:{lineno}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,11 +262,13 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
             if not isinstance(target, str) or not target.strip():
                 yield BadRow(f"{where}: info[{i}]", "missing target")
                 continue
-            yield {
+            rec = {
                 "taskname": taskname,
                 "sentence": f"{sentence} Sentiment for {target.strip()}",
                 "label": fiqa_label(value, cfg.neutral_band),
             }
+            # one id per text: its targets share it, so `kfold --group-field` keeps them together
+            yield _with_id(rec, cfg, f"{path.stem}:{key}")
 
 
 _READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows, "fiqa": _fiqa_rows}

@@ -204,3 +204,29 @@ def test_phrasebank_original_iso_bytes(shared_data, tmp_path):
     out = tmp_path / "fpb.jsonl"
     run_prepare(PrepareConfig(inputs=[original], output=str(out)))
     assert out.read_bytes() == (shared_data / "financial_phrasebank/fpb_allagree_sentiment.jsonl").read_bytes()
+
+
+def test_id_field_groups_fiqa_targets_of_one_text(tmp_path):
+    src = tmp_path / "task1.json"
+    src.write_text(json.dumps(FIQA, indent=2), encoding="utf-8")
+    out = tmp_path / "f.jsonl"
+    run_prepare(PrepareConfig(inputs=[src], output=str(out), id_field="source_id"))
+    assert [r["source_id"] for r in _lines(out)] == ["task1:7", "task1:9", "task1:9"]
+    with pytest.raises(UserError, match="--id-field 'label'"):
+        run_prepare(PrepareConfig(inputs=[src], output=str(out), id_field="label"))
+
+
+def test_real_fiqa_headlines_never_straddle_folds(shared_data, tmp_path):
+    """The svfiqa pipeline: prepare --id-field, then kfold --group-field keeps each headline's
+    targets in one fold (498 records from 436 texts)."""
+    out = tmp_path / "fiqa.jsonl"
+    run_prepare(PrepareConfig(inputs=[shared_data / "fiqa/raw/task1_headline_ABSA_train.json"], output=str(out), id_field="source_id"))
+    r = runner.invoke(app, ["kfold", str(out), "-o", str(tmp_path / "folds"), "--k", "5", "--group-field", "source_id"])
+    assert r.exit_code == 0, r.output
+    fold_of: dict[str, set] = {}
+    for k in range(5):
+        for split in ("train", "val", "test"):
+            for rec in _lines(tmp_path / "folds" / f"fold_{k:02d}" / f"{split}.jsonl"):
+                if split == "test":
+                    fold_of.setdefault(rec["source_id"], set()).add(k)
+    assert len(fold_of) == 436 and all(len(v) == 1 for v in fold_of.values())

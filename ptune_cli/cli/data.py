@@ -48,7 +48,7 @@ def normalize_labels(
     "kfold",
     epilog=example(
         "ptune kfold sv.norm.jsonl -o folds/ --k 10 --seed 42",
-        "ptune kfold fiqa.jsonl -o folds/ --group-field sentence_id --train-fraction 0.1 --seed 3",
+        "ptune kfold fiqa_en.jsonl -o folds/ --group-field source_id --train-fraction 0.1 --seed 3",
     ),
 )
 def kfold_cmd(

@@ -15,7 +15,7 @@ from ptune_cli.cli._app import app, example, stderr_console
     epilog=example(
         "ptune prepare NLU-Data-Home-Domain-Annotated-All.csv -o assistant_en.jsonl",
         "ptune prepare Sentences_AllAgree.txt -o fpb_en.jsonl",
-        "ptune prepare task1_headline_ABSA_train.json task1_post_ABSA_train.json -o fiqa_en.jsonl --neutral-band 0.1",
+        "ptune prepare task1_headline_ABSA_train.json task1_post_ABSA_train.json -o fiqa_en.jsonl --neutral-band 0.1 --id-field source_id",
     ),
 )
 def prepare_cmd(
@@ -27,6 +27,7 @@ def prepare_cmd(
     neutral_band: Annotated[float, typer.Option("--neutral-band", help="fiqa: score < -band negative, [-band, band) neutral, >= band positive.")] = 0.1,
     utterance_column: Annotated[str, typer.Option("--utterance-column", help="nlu-eval: utterance column; the de-bracketed annotation when the CSV lacks it.")] = "answer_from_anno",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave bad rows out (each listed on stderr) instead of stopping at the first.")] = False,
+    id_field: Annotated[str | None, typer.Option("--id-field", help="Add the source item's id (FILE_STEM:KEY or FILE_STEM:LINE) under this field; fiqa targets of one text share it, for `ptune kfold --group-field`.")] = None,
 ) -> None:
     """Convert NLU-Evaluation-Data, Financial PhraseBank or FiQA files to NeMo-style JSONL.
 
@@ -48,6 +49,7 @@ def prepare_cmd(
         neutral_band=neutral_band,
         utterance_column=utterance_column,
         skip_bad=skip_bad,
+        id_field=id_field,
     )
     result = run_prepare(cfg)
     console = stderr_console()
