@@ -240,3 +240,26 @@ def test_invalid_options_reported_together(tmp_path):
     msg = str(e.value)
     for flag in ("--encoder", "--lr", "--init", "--batch-size", "--template"):
         assert flag in msg
+
+
+def test_precision_bf16_with_lstm_encoder_on_cpu(tiny_lm_dir, data, tmp_path):
+    # the encoder runs in float32 outside autocast: CPU autocast has no bf16 LSTM kernel
+    r = run_train(cfg(tiny_lm_dir, data, tmp_path / "bf16", encoder="lstm", precision="bf16", max_steps=2))
+    assert r.steps == 2 and load_prompt_table(tmp_path / "bf16").prompts["sentiment-task"].dtype == torch.float32
+    # accelerate's process-wide state must not refuse another precision in the same process
+    assert run_train(cfg(tiny_lm_dir, data, tmp_path / "fp32", max_steps=1)).steps == 1
+
+
+def test_cli_reports_skipped_validation_examples(tiny_lm_dir, data, tmp_path):
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    tpl = tmp_path / "notrunc.json"
+    tpl.write_text(json.dumps({**json.loads(Path(SENT_TPL).read_text()), "truncate_field": None}))
+    long = write(tmp_path / "val_long.jsonl", sentiment_records(2) + [dict(sentiment_records(1)[0], sentence="Aktierna föll " * 60)])
+    args = ["train", "--train", data["train"], "--val", long, "--template", str(tpl), "--model", str(tiny_lm_dir),
+            "-o", str(tmp_path / "run"), "--max-steps", "1", "--max-length", "64"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "1 validation examples skipped" in " ".join(res.output.split())

@@ -39,6 +39,9 @@ class _Reporter:
             if info["skipped"][name]:
                 extra.append(f"[yellow]{info['skipped'][name]} skipped: too long for --max-length {info['max_length']}[/]")
             c.print(f"  {name}: {n} training examples" + (f" ({', '.join(extra)})" if extra else ""))
+        for name, n in (info["val_skipped"] or {}).items():
+            if n:  # val examples that cannot fit are left out of val_loss: say so
+                c.print(f"  [yellow]{name}: {n} validation examples skipped: too long for --max-length {info['max_length']}[/]")
         if info["resumed_from"] is not None:
             c.print(f"resuming from step {info['resumed_from']}")
         self.bar = progress()

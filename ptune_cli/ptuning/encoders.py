@@ -49,6 +49,12 @@ class PromptEncoder(nn.Module):
             )
 
     def forward(self, task: int) -> torch.Tensor:
+        # Always float32, outside any autocast: the encoder is tiny, and CPU autocast has no
+        # bf16 LSTM kernel (--precision bf16 crashed). inject_prompts casts to the LM's dtype.
+        with torch.autocast(self.inputs[task].device.type, enabled=False):
+            return self._encode(task)
+
+    def _encode(self, task: int) -> torch.Tensor:
         x = self.inputs[task]
         if self.kind == "embedding":
             return x

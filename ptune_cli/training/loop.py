@@ -73,6 +73,11 @@ def _accelerator(cfg: TrainConfig):
     # Several processes but no GPU (torchrun, `accelerate launch --multi_gpu` on a CPU box):
     # accelerate only picks the gloo CPU backend when told the run is on CPU.
     cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # accelerate keeps mixed precision process-wide: a second run_train in the same process
+    # (Python API, tests) with another --precision was refused. The process group is kept.
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
     try:
         return Accelerator(
             cpu=cpu,
