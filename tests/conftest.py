@@ -23,6 +23,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models: one torch thread is faster, and immune to thread wake-up delays when other
+    jobs load the machine (seen: 30 ms per hidden-32 matmul). Restored afterwards. Modules with
+    tiny models use it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_lm_dir(tmp_path_factory) -> Path:
     """A 2-layer Llama (hidden 32) with a BPE vocabulary trained here, saved as a HF folder."""

@@ -14,6 +14,8 @@ from ptune_cli.ptuning.table import save_prompt_table
 from ptune_cli.ptuning.template import TaskTemplate
 from tests.test_predict import varied_lm
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SENT = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 4, [4], "label", "sentence")
 ISLOT = TaskTemplate("intent_and_slot", "<|VIRTUAL_PROMPT_0|> Utterance: {utterance}<|VIRTUAL_PROMPT_1|>{label}",
                      5, [3, 2], "label", "utterance")
@@ -28,14 +30,6 @@ SENTENCES = [
 LABELS = ["negative", "positive", "negative", "neutral", "neutral", "positive"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster, and immune to thread wake-up delays when other
-    jobs load the machine (seen: 30 ms per hidden-32 matmul). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _jsonl(path, records):

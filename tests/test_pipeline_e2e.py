@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 
 from ptune_cli.cli import app
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 MAKE = shutil.which("make")
 pytestmark = pytest.mark.skipif(MAKE is None, reason="make not installed")
@@ -32,15 +34,6 @@ def tiny_marian_dir(tmp_path_factory) -> Path:
     return tiny_marian.build_tiny_marian(tmp_path_factory.mktemp("tiny-marian"))
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models: thread wake-ups cost more than they save (and the machine is shared)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _make(args: list[str]) -> subprocess.CompletedProcess:

@@ -11,6 +11,8 @@ from ptune_cli.evaluate.baseline import build_baseline, draw_shots, plain_text, 
 from ptune_cli.ptuning.model import inject_prompts
 from ptune_cli.ptuning.template import TaskTemplate, encode_example
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SENTENCES = [
     "Shares fell sharply after the announcement.",
     "make me a coffee please",
@@ -28,14 +30,6 @@ TEMPLATE = TaskTemplate(
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one torch thread is faster, and immune to thread wake-up delays when other
-    jobs load the machine (seen: 30 ms per hidden-32 matmul). Restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def varied_lm(tiny_dir, seed: int = 0):

@@ -15,6 +15,8 @@ from ptune_cli.errors import UserError
 from ptune_cli.ptuning.table import PROMPT_TABLE_FILE, load_prompt_table
 from ptune_cli.training import TrainConfig, run_train
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 SENT_TPL = str(REPO / "templates" / "sv-sentiment.json")
 INTENT_TPL = str(REPO / "templates" / "sv-intent-slot.json")
@@ -41,13 +43,6 @@ def write(path: Path, records: list[dict]) -> str:
     return str(path)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models: thread wake-ups cost more than they save (and other jobs share the CPUs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture()
