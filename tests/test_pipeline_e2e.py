@@ -92,15 +92,15 @@ def test_demo_chain_on_tiny_models(tmp_path, tiny_lm_dir, tiny_marian_dir):
     en = [json.loads(x) for x in (REPO / "pipelines/demo/sentiment_en.jsonl").read_text().splitlines()]
     sv = [json.loads(x) for x in (demo / "data/target.jsonl").read_text().splitlines()]
     norm = [json.loads(x) for x in (demo / "data/norm.jsonl").read_text().splitlines()]
-    assert len(sv) == len(norm) == len(en) == 72
+    assert len(sv) == len(norm) == len(en) >= 60
     to_sv = {"positive": "positiv", "negative": "negativ", "neutral": "neutral"}
     assert [r["label"] for r in norm] == [to_sv[r["label"]] for r in en]
     assert all(r["taskname"] == "sentiment-task" for r in norm)
 
     # kfold k=3: every record in exactly one test split
     manifest = json.loads((demo / "data/folds/manifest.json").read_text())
-    assert manifest["records"] == 72 and [f["fold"] for f in manifest["folds"]] == [0, 1, 2]
-    assert sum(f["counts"]["test"] for f in manifest["folds"]) == 72
+    assert manifest["records"] == len(en) and [f["fold"] for f in manifest["folds"]] == [0, 1, 2]
+    assert sum(f["counts"]["test"] for f in manifest["folds"]) == len(en)
 
     # train → eval per fold
     for fold in range(3):

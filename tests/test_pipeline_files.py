@@ -162,7 +162,7 @@ def test_demo_runs_offline_chain_with_zero_shot(tmp_path):
 def test_demo_sample_is_balanced_parallel_and_our_own(shared_data_or_none):
     en = [json.loads(x) for x in (PIPELINES / "demo/sentiment_en.jsonl").read_text(encoding="utf-8").splitlines()]
     sv = [json.loads(x) for x in (PIPELINES / "demo/sentiment_sv.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert 60 <= len(en) == len(sv) <= 90
+    assert 60 <= len(en) == len(sv) <= 240  # big enough to learn from, small enough for ~10 min on CPU
     assert Counter(r["label"] for r in en) == {"positive": len(en) // 3, "negative": len(en) // 3, "neutral": len(en) // 3}
     sv_map, en_to_sv = load_label_map("sv-sentiment"), {"positive": "positiv", "negative": "negativ", "neutral": "neutral"}
     for e, s in zip(en, sv):
