@@ -8,7 +8,8 @@ import torch
 from ptune_cli.ptuning.encoders import build_encoder
 from ptune_cli.ptuning.template import template_from_dict
 from tests.test_template import SENT, TWO
-from tests.test_train import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

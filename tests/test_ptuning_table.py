@@ -17,7 +17,8 @@ from ptune_cli.ptuning.table import (
 )
 from ptune_cli.ptuning.template import template_from_dict
 from tests.test_template import SENT
-from tests.test_train import one_torch_thread  # noqa: F401 - autouse fixture
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_table_roundtrip(tmp_path):

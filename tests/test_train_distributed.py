@@ -10,17 +10,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ptune_cli.ptuning.table import PROMPT_TABLE_FILE, load_prompt_table
 from ptune_cli.training import run_train
-from tests.test_train import (  # noqa: F401 - one_torch_thread is an autouse fixture
+from tests.test_train import (
     SENT_TPL,
     cfg,
     intent_records,
-    one_torch_thread,
     sentiment_records,
     tensor_bytes,
     write,
 )
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 
