@@ -3,9 +3,10 @@
 # EN→SV, labels folded (positiva/positivt → positiv), 10 stratified folds, p-tuned per fold,
 # accuracy per fold and mean ± std. Ends in $(SVFIQA_DIR)/summary.{md,json} and plots/folds.png.
 #
-# Reduced CPU run (English, packaged SmolLM2-135M, FiQA headlines only, 2 folds, 20 steps);
-# measured 11 min 22 s on a shared, busy 2-core CPU (2 min 23 s of CPU time), 65.5 ± 2.8 %
-# accuracy (zero-shot of the frozen model on the same folds: 43.6 ± 6.5 %, `make baseline`):
+# Reduced CPU run (English, packaged SmolLM2-135M, FiQA headlines only, 2 folds grouped by
+# headline, 20 steps): 1 min 36 s on an idle 2-core CPU, 62.05 ± 0.85 % accuracy (majority class
+# 58.6 %; zero-shot of the frozen model on the same folds: 43.57 ± 0.85 %, `make baseline
+# BASELINE_KINDS=zero` with the same variables, 37 s):
 #   make svfiqa DATA_DIR=../shared/data TRANSLATE=none FOLDS=2 STEPS=20 \
 #     FIQA_RAW=../shared/data/fiqa/raw/task1_headline_ABSA_train.json
 
