@@ -106,6 +106,35 @@ def resolve_model_path(name_or_path: str | None) -> tuple[str, str | None]:
     return str(p) if p.exists() else str(name_or_path), None
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> cuda when available, else cpu; a device that isn't there is a UserError."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UserError(f"--device: unknown device '{device}' (auto, cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
+        raise UserError(f"--device {device}: no such CUDA device here (use --device cpu or auto)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device {device}: MPS is not available here (use --device cpu or auto)")
+    return device
+
+
+def torch_dtype(precision: str, device: str):
+    """``--precision`` → a torch dtype. ``auto``: fp32 on CPU; on CUDA bf16 where the GPU has it
+    (Ampere and newer), else fp16."""
+    import torch
+
+    if precision == "auto":
+        if not str(device).startswith("cuda"):
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": torch.float32, "no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+
+
 def load_tokenizer(name_or_path: str | None = None):
     """The tokenizer of a model (a pad token added if missing: eos)."""
     from transformers import AutoTokenizer

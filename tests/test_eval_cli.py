@@ -165,6 +165,8 @@ def test_eval_baselines(env, tmp_path):
         (["--predictions", "{short}", "--label-field", "gold"], "field 'gold': missing required field"),
         (["--predictions", "{short}", "--normalize", "nope"], "--normalize: unknown label map 'nope'"),
         ([], "give exactly one of --run"),
+        (["--run", "{run}", "--data", "{test}", "--precision", "fp8"], "--precision must be one of auto, fp32, fp16, bf16"),
+        (["--run", "{run}", "--data", "{test}", "--device", "cuda:7"], "--device cuda:7: no such CUDA device here"),
     ],
 )
 def test_eval_user_errors(env, tmp_path, args, message):
@@ -181,6 +183,16 @@ def test_eval_user_errors(env, tmp_path, args, message):
     assert message in r.output
     assert "Traceback" not in r.output
     assert not out.exists()
+
+
+def test_precision_and_device_reach_the_model(env, tmp_path):
+    res_p = tmp_path / "results.json"
+    r = invoke("--run", env["run"], "--data", env["test"], "-o", res_p, "--device", "cpu", "--precision", "bf16")
+    assert r.exit_code == 0, r.output
+    meta = json.loads(res_p.read_text())["meta"]
+    assert meta["device"] == "cpu" and meta["dtype"] == "bfloat16"
+    r = invoke("--run", env["run"], "--data", env["test"], "-o", res_p)
+    assert json.loads(res_p.read_text())["meta"]["dtype"] == "float32"  # auto on CPU
 
 
 def test_meta_from_kfold_manifest(env, tmp_path):

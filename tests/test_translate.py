@@ -351,7 +351,7 @@ def test_bad_reference_fails_before_translating(tmp_path):
 
 @pytest.mark.parametrize("device, message", [("bogus", "unknown device 'bogus'"), ("cuda:99", "no such CUDA device")])
 def test_unavailable_device_is_a_user_error(device, message):
-    from ptune_cli.translate.engines import resolve_device
+    from ptune_cli.models import resolve_device
 
     with pytest.raises(UserError, match=re.escape(message)):
         resolve_device(device)

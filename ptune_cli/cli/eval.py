@@ -35,6 +35,8 @@ def eval_cmd(
     model: Annotated[str | None, typer.Option("--model", help="Base model (default: the run's base model; the packaged SmolLM2-135M for baselines).", rich_help_panel=_PRED)] = None,
     max_new_tokens: Annotated[int | None, typer.Option("--max-new-tokens", help="Generation limit (default: longest gold answer + 8 tokens).", rich_help_panel=_PRED)] = None,
     labels: Annotated[str | None, typer.Option("--labels", help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).", rich_help_panel=_PRED)] = None,
+    device: Annotated[str, typer.Option("--device", help="auto (cuda when available), cpu, cuda, cuda:N, mps.", rich_help_panel=_PRED)] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto (fp32 on CPU; bf16 on GPUs that have it, else fp16), fp32, fp16, bf16.", rich_help_panel=_PRED)] = "auto",
     stop_at_newline: Annotated[bool | None, typer.Option("--stop-at-newline/--no-stop-at-newline", help="Stop at the first newline (default: when no gold answer has a newline).", show_default=False, rich_help_panel=_PRED)] = None,
     predictions: Annotated[str | None, typer.Option("--predictions", help="Score this predictions JSONL without any model.")] = None,
     label_field: Annotated[str | None, typer.Option("--label-field", help="Gold field with --predictions (default: label).")] = None,
@@ -63,7 +65,7 @@ def eval_cmd(
         label_field=label_field, prediction_field=prediction_field, max_new_tokens=max_new_tokens,
         labels=[x.strip() for x in labels.split(",") if x.strip()] if labels else None,
         stop_at_newline=stop_at_newline, baseline=baseline, shots=shots, train=train, template=template,
-        seed=seed, fold=fold, train_fraction=train_fraction, sample=sample,
+        seed=seed, fold=fold, train_fraction=train_fraction, sample=sample, device=device, precision=precision,
     )
     cfg.validate()
     with progress(transient=True) as bar:

@@ -37,7 +37,7 @@ def translate_cmd(
     max_length: Annotated[int, typer.Option("--max-length", help="Hard cap on output tokens; outputs that reach their cap are flagged length_cap.")] = 256,
     length_ratio: Annotated[float, typer.Option("--length-ratio", help="Per-sentence output cap: ratio × input tokens + 10 (stops runaway repetition early).")] = 2.0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto (fp16 on GPU), fp32, fp16, bf16.")] = "auto",
+    precision: Annotated[str, typer.Option("--precision", help="auto (fp32 on CPU; bf16 on GPUs that have it, else fp16), fp32, fp16, bf16.")] = "auto",
     ct2_compute_type: Annotated[str, typer.Option("--ct2-compute-type", help="CTranslate2 compute type (auto: int8 on CPU, int8_float16 on GPU).")] = "auto",
     threads: Annotated[int, typer.Option("--threads", help="CPU threads (0 = library default).")] = 0,
     cache: Annotated[str | None, typer.Option("--cache", help="Translation cache (sqlite) [default: ~/.cache/ptune-cli/translate.sqlite].")] = None,

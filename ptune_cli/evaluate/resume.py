@@ -17,7 +17,7 @@ from pathlib import Path
 from ptune_cli.io import STDIO
 
 _KEY_FIELDS = ("run", "task", "decode", "model", "max_new_tokens", "labels", "stop_at_newline",
-               "baseline", "shots", "train", "template", "seed")
+               "baseline", "shots", "train", "template", "seed", "device", "precision")
 
 
 def _file_digest(path: str | None) -> str | None:

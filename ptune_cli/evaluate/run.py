@@ -21,6 +21,7 @@ from ptune_cli.evaluate.metrics import METRICS, resolve_metric, score
 from ptune_cli.io import display_name, iter_records, write_json, write_records
 
 DECODES = ("generate", "rank")
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _FOLD_DIR = re.compile(r"^fold[_-]?(\d+)$", re.IGNORECASE)
 
 
@@ -52,6 +53,8 @@ class EvalConfig:
     fold: int | None = None
     train_fraction: float | None = None
     sample: int | None = None
+    device: str = "auto"  # --device: auto (cuda when available), cpu, cuda, cuda:N, mps
+    precision: str = "auto"  # --precision: auto (fp32 on CPU, bf16/fp16 on GPU), fp32, fp16, bf16
 
     @property
     def mode(self) -> str:
@@ -74,6 +77,8 @@ class EvalConfig:
             p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.precision not in PRECISIONS:
+            p.append(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision})")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
             p.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
         if self.baseline:

@@ -112,7 +112,7 @@ def predict_records(cfg, on_progress=None, on_total=None, partial=None) -> tuple
     ``partial`` (a :class:`~ptune_cli.evaluate.resume.PartialPredictions`) keeps finished
     batches so that a killed run resumes where it stopped.
     """
-    from ptune_cli.models import load_causal_lm, model_id
+    from ptune_cli.models import load_causal_lm, model_id, resolve_device, torch_dtype
     from ptune_cli.ptuning.template import encode_example
 
     tpl, table = load_task(cfg)
@@ -123,7 +123,9 @@ def predict_records(cfg, on_progress=None, on_total=None, partial=None) -> tuple
         raise UserError("--decode rank scores a closed label set: use it for classification (--metric accuracy)")
     one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else not any("\n" in g for g in golds)
     setup = _setup(cfg, tpl, table, one_line)
-    model, tok = load_causal_lm(setup.model)
+    device = resolve_device(cfg.device)
+    dtype = torch_dtype(cfg.precision, device)
+    model, tok = load_causal_lm(setup.model, dtype=dtype, device=device)
     hidden = model.get_input_embeddings().weight.shape[1]
     if setup.prompt is not None and setup.prompt.shape[-1] != hidden:
         raise UserError(f"{cfg.run}: prompts have hidden size {setup.prompt.shape[-1]} but the model has "
@@ -137,7 +139,8 @@ def predict_records(cfg, on_progress=None, on_total=None, partial=None) -> tuple
     if on_total:
         on_total(sum(e is not None for e in todo))
     extra = {**setup.extra, "model": model_id(setup.model), "metric": metric, "decode": cfg.decode,
-             "skipped": sum(e is None for e in encs), "resumed": len(done), "batch_size": cfg.batch_size}
+             "skipped": sum(e is None for e in encs), "resumed": len(done), "batch_size": cfg.batch_size,
+             "device": device, "dtype": str(dtype).removeprefix("torch.")}
     if cfg.decode == "generate":
         extra.update(max_new_tokens=max_new, stop_at_newline=one_line)
     t0 = time.perf_counter()

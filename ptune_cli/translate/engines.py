@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import resolve_device, torch_dtype
 from ptune_cli.translate.config import TranslateConfig
 from ptune_cli.translate.quality import Translation, check_output, length_cap
 
@@ -52,23 +53,6 @@ def model_fingerprint(model: str, revision: str | None = None) -> str:
             st = f.stat()
             h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
     return f"dir:{p.resolve()}:{h.hexdigest()[:16]}"
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> cuda when available, else cpu; a device that isn't there is a UserError."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise UserError(f"--device: unknown device '{device}' (auto, cpu, cuda, cuda:N, mps)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise UserError(f"--device {device}: no such CUDA device here (use --device cpu or auto)")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise UserError(f"--device {device}: MPS is not available here (use --device cpu or auto)")
-    return device
 
 
 def quiet_transformers() -> None:
@@ -131,7 +115,7 @@ class HFEngine:
             torch.set_num_threads(cfg.threads)
         self.tok = load_tokenizer(cfg)
         self.device = resolve_device(cfg.device)
-        dtype = _torch_dtype(cfg.precision, self.device)
+        dtype = torch_dtype(cfg.precision, self.device)
         try:
             self.model = AutoModelForSeq2SeqLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=dtype)
         except (OSError, ValueError) as e:
@@ -194,14 +178,6 @@ class HFEngine:
     def _max_source_len(self) -> int:
         n = getattr(self.model.config, "max_position_embeddings", 512) or 512
         return min(int(n), 1024)
-
-
-def _torch_dtype(precision: str, device: str):
-    import torch
-
-    if precision == "auto":
-        return torch.float16 if device.startswith("cuda") else torch.float32
-    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def load_engine(cfg: TranslateConfig):
