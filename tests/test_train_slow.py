@@ -24,11 +24,12 @@ def test_smollm2_loss_falls_on_financial_phrasebank(shared_data, tmp_path):
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in recs[:48]), encoding="utf-8")
     out = tmp_path / "run"
-    r = run_train(TrainConfig(train=str(train), output=str(out), template=str(REPO / "templates" / "en-sentiment.json"), max_steps=12))
+    r = run_train(TrainConfig(train=str(train), output=str(out), template=str(REPO / "templates" / "en-sentiment.json"), max_steps=20))
     log = [json.loads(x)["loss"] for x in (out / "log.jsonl").read_text().splitlines()]
     first, last = sum(log[:3]) / 3, sum(log[-3:]) / 3
-    # the frozen model starts far off (label token NLL ~13, EOS ~17); 12 steps roughly halve it
-    assert last < 0.7 * first, log
+    # the frozen model starts far off (label token NLL ~13, EOS ~17). With the default lr (3e-3)
+    # the first steps are spiky (12 steps ended at 0.9x the start); 20 steps measured 0.12x.
+    assert last < 0.5 * first, log
     table = load_prompt_table(out)
     assert tuple(table.prompts["sentiment-task"].shape) == (10, 576)
     assert table.meta["base_model"] == "packaged:smollm2-135m"
