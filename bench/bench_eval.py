@@ -10,7 +10,7 @@ methods alike). Two workloads from ../shared/data (skipped cleanly when absent):
 * intent/slot — Assistant utterances, multi-line answers (stop at EOS, up to the longest gold
   answer + 8 tokens): token-by-token decoding dominates.
 
-    .venv/bin/python bench/bench_eval.py                 # ~2-3 min, 1 torch thread (steady when shared)
+    .venv/bin/python bench/bench_eval.py                 # ~4-5 min, 1 torch thread (steady when shared)
     .venv/bin/python bench/bench_eval.py --threads 0     # torch's default threads (slow when the box is busy)
     .venv/bin/python bench/bench_eval.py --n 96 --n-intent 48 --batch-size 32
 """
@@ -109,8 +109,8 @@ def _table(title, res, golds, metric):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=48, help="sentiment records (default 48)")
-    ap.add_argument("--n-intent", type=int, default=24, help="intent/slot records (default 24; 0 = skip)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--n-intent", type=int, default=48, help="intent/slot records (default 48; 0 = skip)")
+    ap.add_argument("--batch-size", type=int, default=32, help="ptune eval's default")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: steady on a shared machine; 0 = torch's choice)")

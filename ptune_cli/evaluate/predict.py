@@ -181,7 +181,7 @@ def decode_prediction(tokenizer, ids: Sequence[int], stop_at_newline: bool) -> s
 
 
 @torch.inference_mode()
-def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, batch_size: int = 16,
+def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, batch_size: int = 32,
                    max_new_tokens: int = 32, stop_at_newline: bool = True,
                    on_progress: Progress = None, on_batch: OnBatch = None) -> list[str]:
     """Greedy predictions for every encoding (input order); ``None`` encodings give ``""``.
@@ -243,7 +243,7 @@ def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch
 
 @torch.inference_mode()
 def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], encs: Sequence[Encoded | None],
-                prompt, candidates: Sequence[str], *, batch_size: int = 16,
+                prompt, candidates: Sequence[str], *, batch_size: int = 32,
                 on_progress: Progress = None, on_batch: OnBatch = None) -> tuple[list[str], list[list[float] | None]]:
     """The most likely candidate per record, and every candidate's log-likelihood (input order).
 

@@ -37,7 +37,7 @@ class EvalConfig:
     metric: str = "auto"
     normalize: str | None = None
     decode: str = "generate"
-    batch_size: int = 16
+    batch_size: int = 32
     task: str | None = None
     model: str | None = None
     label_field: str | None = None
