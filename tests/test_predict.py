@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -246,3 +248,19 @@ def test_real_smollm2_batched_equals_one_at_a_time(shared_data):
     with torch.no_grad():
         batched = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=6, stop_ids=stops)
     assert batched == [_hf_generate_one(model, tok, e, prompt, 6, stops) for e in encs]
+
+
+def test_shots_come_from_the_task_s_own_records(tmp_path):
+    """A multitask training file: intent/slot records (no 'sentence') are not candidates."""
+    train = tmp_path / "mixed.jsonl"
+    rows = [{"taskname": "intent_and_slot", "utterance": f"u{i}", "label": "\nIntent: x\nSlots: None"} for i in range(6)]
+    rows += [{"taskname": "sentiment-task", "sentence": f"s{i}", "label": "positive"} for i in range(4)]
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    shots = draw_shots(str(train), TEMPLATE, 4, seed=0)
+    assert sorted(line for line, _ in shots) == [7, 8, 9, 10]
+    with pytest.raises(UserError, match="4 records of task 'sentiment-task', fewer than --shots 5"):
+        draw_shots(str(train), TEMPLATE, 5, seed=0)
+    rows[7] = {"taskname": "sentiment-task", "label": "negative"}
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=r"mixed\.jsonl:8: field 'sentence': missing required field"):
+        draw_shots(str(train), TEMPLATE, 2, seed=0)

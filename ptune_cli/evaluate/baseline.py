@@ -12,7 +12,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from ptune_cli.errors import UserError
+from ptune_cli.errors import UserError, at
 from ptune_cli.io import display_name, iter_records
 from ptune_cli.ptuning.template import FIELD_RE, TaskTemplate
 
@@ -48,11 +48,16 @@ def render(text: str, record: dict) -> str:
 
 
 def draw_shots(train_path: str, tpl: TaskTemplate, k: int, seed: int) -> list[tuple[int, dict]]:
-    """``k`` ``(line, record)`` pairs drawn without replacement, seeded, from a training file."""
-    required = {f: None for f in tpl.fields}
-    pool = list(iter_records(train_path, required))
+    """``k`` ``(line, record)`` pairs drawn without replacement, seeded, from a training file;
+    only records of the template's task (or without a ``taskname``) are candidates, so a
+    multitask training file works."""
+    pool = [(ln, r) for ln, r in iter_records(train_path) if r.get("taskname", tpl.taskname) == tpl.taskname]
+    for ln, r in pool:
+        missing = next((f for f in tpl.fields if f not in r), None)
+        if missing is not None:
+            raise UserError(f"{at(display_name(train_path), ln, missing)}: missing required field")
     if k > len(pool):
-        raise UserError(f"{display_name(train_path)}: {len(pool)} records, fewer than --shots {k}")
+        raise UserError(f"{display_name(train_path)}: {len(pool)} records of task '{tpl.taskname}', fewer than --shots {k}")
     return random.Random(seed).sample(pool, k)
 
 
