@@ -132,7 +132,7 @@ def torch_dtype(precision: str, device: str):
         if not str(device).startswith("cuda"):
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return {"fp32": torch.float32, "no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
 
 
 def load_tokenizer(name_or_path: str | None = None):
