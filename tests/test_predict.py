@@ -184,24 +184,26 @@ def test_stop_helpers(tiny_lm_dir):
     assert predict.decode_prediction(tok, tok(" positiv\nmore", add_special_tokens=False)["input_ids"], True) == "positiv"
 
 
-def _loglik_full(model, tok, tpl, record, prompt):
-    """Reference: log-likelihood of answer + EOS from one full forward pass."""
+def _loglik_full(model, tok, tpl, record, prompt, vocab):
+    """Reference: log-likelihood of answer + EOS from one full forward pass, each position's
+    distribution normalised over the ``vocab`` tokens (the candidates' tokens)."""
     enc = encode_example(tpl, record, tok, include_answer=True)
     ids = torch.tensor([enc.input_ids])
     with torch.no_grad():
         logits = model(inputs_embeds=inject_prompts(model, ids, torch.tensor([enc.virtual_mask]), prompt)).logits
-    logp = torch.log_softmax(logits[0].float(), -1)
-    return sum(float(logp[i - 1, enc.input_ids[i]]) for i in range(enc.answer_start, len(enc.input_ids)))
+    logp = torch.log_softmax(logits[0].float()[:, vocab], -1)
+    return sum(float(logp[i - 1, vocab.index(enc.input_ids[i])]) for i in range(enc.answer_start, len(enc.input_ids)))
 
 
-def test_rank_scores_equal_full_sequence_loglik(lm, prompt):
+def test_rank_scores_equal_full_sequence_loglik_over_label_tokens(lm, prompt):
     model, tok = lm
     cands = ["positive", "negative", "neutral", "positiva"]  # different token lengths
     records = [{"sentence": s, "label": "x"} for s in SENTENCES]
     encs = _encs(tok)
     preds, scores = predict.rank_labels(model, tok, TEMPLATE, records, encs, prompt, cands, batch_size=3)
+    vocab = sorted({t for c in predict.candidate_ids(TEMPLATE, tok, records[0], cands) for t in c})
     for rec, pred, row in zip(records, preds, scores, strict=True):
-        want = [_loglik_full(model, tok, TEMPLATE, {**rec, "label": c}, prompt) for c in cands]
+        want = [_loglik_full(model, tok, TEMPLATE, {**rec, "label": c}, prompt, vocab) for c in cands]
         assert row == pytest.approx(want, abs=2e-3)
         assert pred == cands[max(range(len(cands)), key=lambda k: want[k])]
 

@@ -17,7 +17,7 @@ def lm(tiny_lm_dir):
     from ptune_cli.models import load_causal_lm
 
     model, tok = load_causal_lm(str(tiny_lm_dir))
-    return model.get_input_embeddings().weight.detach(), tok
+    return model.get_input_embeddings(), tok
 
 
 def templates():
@@ -49,17 +49,18 @@ def test_text_init_and_task_name_rows(lm):
     emb, tok = lm
     ids = tok("positiv negativ", add_special_tokens=False)["input_ids"]
     enc = build_encoder("embedding", templates(), tok, emb, init="text:positiv negativ")
-    want = emb[torch.tensor((ids * 10)[:10])]
+    want = emb(torch.tensor((ids * 10)[:10])).detach()
     assert torch.equal(enc(0).detach(), want)
     name = tok("sentiment-task", add_special_tokens=False)["input_ids"]
     lstm = build_encoder("lstm", templates(), tok, emb)
     k = min(len(name), 10)
-    assert torch.equal(lstm.inputs[0].detach()[:k], emb[torch.tensor(name[:k])])
+    assert torch.equal(lstm.inputs[0].detach()[:k], emb(torch.tensor(name[:k])).detach())
 
 
 def test_conditioned_on_task_name(lm):
     emb, tok = lm
     enc = build_encoder("mlp", templates(), tok, emb)
+    torch.nn.init.normal_(enc.head[-1].weight)  # a trained head (it starts at zero)
     # identical input rows, different task names -> different prompts
     with torch.no_grad():
         enc.inputs[1].copy_(enc.inputs[0][:6])

@@ -1,9 +1,15 @@
 """Tiny models built from configs for tests (never downloaded).
 
-``build_tiny_causal_lm(dir)`` trains a byte-level BPE vocabulary on a few lines of English and
-Swedish text and saves a 2-layer Llama (hidden 32) with its tokenizer to ``dir``; the result
-loads with ``AutoModelForCausalLM.from_pretrained(dir)`` / ``AutoTokenizer.from_pretrained(dir)``
-like any hub model.
+``build_tiny_causal_lm(dir, arch)`` trains a byte-level BPE vocabulary on a few lines of English
+and Swedish text and saves a 2-layer, hidden-32 causal LM of one architecture family with its
+tokenizer to ``dir``; the result loads with ``AutoModelForCausalLM.from_pretrained(dir)`` /
+``AutoTokenizer.from_pretrained(dir)`` like any hub model.
+
+:data:`FAMILIES` covers the families users p-tune, each kept with the trait that can break
+prompt injection silently: Gemma's sqrt(hidden)-scaled embeddings, Gemma 2's logit softcapping,
+GPT-2's absolute positions, sliding-window attention (a window of 8 tokens, shorter than
+prompt + padding in the tests), grouped-query attention, Qwen 3's q/k norms, Phi-3's fused
+projections and partial rotary embeddings.
 """
 
 from __future__ import annotations
@@ -53,35 +59,43 @@ def train_tokenizer(out_dir: Path, vocab_size: int = 400):
     return fast
 
 
-def build_tiny_causal_lm(out_dir: str | Path, arch: str = "llama", seed: int = 0) -> Path:
-    """Save a 2-layer, hidden-32 causal LM (``llama`` or ``gpt2``) and its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+WINDOW = 8  # sliding-attention window of the tiny sliding-window families
+_ATTN = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=512)
+# family -> (config class name, config kwargs); every family has 2 layers and hidden 32
+FAMILIES: dict[str, tuple[str, dict]] = {
+    "llama": ("LlamaConfig", dict(_ATTN, tie_word_embeddings=True)),
+    "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=512)),
+    # layer 0 sliding, layer 1 full attention (as Gemma 3's 5:1 pattern); embeddings x sqrt(32)
+    "gemma3": ("Gemma3TextConfig", dict(_ATTN, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
+                                        layer_types=["sliding_attention", "full_attention"])),
+    "gemma2": ("Gemma2Config", dict(_ATTN, head_dim=8, sliding_window=WINDOW, query_pre_attn_scalar=8,
+                                    final_logit_softcapping=30.0, attn_logit_softcapping=50.0,
+                                    layer_types=["sliding_attention", "full_attention"])),
+    "qwen2": ("Qwen2Config", dict(_ATTN, tie_word_embeddings=False)),
+    "qwen3": ("Qwen3Config", dict(_ATTN, head_dim=8, tie_word_embeddings=True)),
+    "mistral": ("MistralConfig", dict(_ATTN, head_dim=8, sliding_window=WINDOW)),
+    "phi3": ("Phi3Config", dict(_ATTN, sliding_window=WINDOW, partial_rotary_factor=0.5,
+                                pad_token_id=None)),
+}
 
+
+def build_tiny_causal_lm(out_dir: str | Path, arch: str = "llama", seed: int = 0) -> Path:
+    """Save a 2-layer, hidden-32 causal LM of family ``arch`` (see :data:`FAMILIES`) and its
+    tokenizer."""
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+
+    if arch not in FAMILIES:
+        raise ValueError(arch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tok = train_tokenizer(out)
-    common = dict(
-        vocab_size=len(tok),
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    if arch == "llama":
-        cfg = LlamaConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=512,
-            tie_word_embeddings=True,
-            **common,
-        )
-    elif arch == "gpt2":
-        cfg = GPT2Config(n_embd=32, n_layer=2, n_head=4, n_positions=512, **common)
-    else:
-        raise ValueError(arch)
+    cls, kw = FAMILIES[arch]
+    common = dict(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                  pad_token_id=tok.pad_token_id)
+    cfg = getattr(transformers, cls)(**{**common, **kw, "pad_token_id": tok.pad_token_id})
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(cfg)
     model.save_pretrained(out)

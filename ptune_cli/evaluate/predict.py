@@ -8,8 +8,9 @@
   text) is run once per batch and finished rows leave the batch; tests check it against
   ``model.generate`` one record at a time, token for token.
 * :func:`rank_labels` — closed label sets: each candidate label is scored by the log-likelihood
-  of its answer tokens + EOS (how the answer was trained) after the prompt; the prompt is run
-  once per record and its KV cache is shared by every candidate.
+  of its answer tokens + EOS (how the answer was trained) after the prompt, normalised over the
+  tokens the candidates use — the only rows of the LM head computed (Gemma's head has 262k
+  rows); the prompt is run once per record and its KV cache is shared by every candidate.
 
 Records are sorted by prompt length before batching (less padding); results come back in input
 order. ``encs[i] is None`` (a record that cannot fit) gives an empty prediction.
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ptune_cli.ptuning.model import inject_prompts
+from ptune_cli.ptuning.model import check_gathered_head, head_logits, inject_prompts, run_cached, sliding_window
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 Progress = Callable[[int], None] | None
@@ -77,31 +78,49 @@ def shared_prefix_len(encs: Sequence[Encoded]) -> int:
     return k
 
 
-def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int):
+def _window_needs_left_padding(model, encs: Sequence[Encoded], horizon: int) -> bool:
+    """True when a shared prefix would put padding *inside* a sliding-attention window.
+
+    Sliding layers see the last W cache positions, padding included: with the prefix first and
+    the padding after it, a padded row's window reaches fewer real tokens than the same record
+    alone. Plain left padding keeps every row's window the same, so the prefix is not shared
+    when rows differ in length and prompt + new tokens may exceed W.
+    """
+    window = sliding_window(model)
+    lens = {len(e.input_ids) for e in encs}
+    return window is not None and len(lens) > 1 and max(lens) + horizon > window
+
+
+def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int, *, horizon: int = 0, head: bool = True):
     """Run a batch of prompts: the shared prefix once (then repeated over the batch), each row's
-    own tokens left-padded after it. Returns ``(last logits [B, V], cache, attention mask
-    [B, P+L], position of each row's last token [B])``."""
+    own tokens left-padded after it; ``horizon``: tokens that will follow (see
+    :func:`_window_needs_left_padding`). Returns ``(last logits [B, V] — or last hidden states
+    [B, h] without ``head`` —, cache, attention mask [B, P+L], position of each row's last
+    token [B])``."""
     emb = model.get_input_embeddings()
     device = emb.weight.device
     prompt = (torch.zeros(0, emb.weight.shape[1]) if prompt is None else prompt).to(device)
-    n_pre = shared_prefix_len(encs)
+    n_pre = 0 if _window_needs_left_padding(model, encs, horizon) else shared_prefix_len(encs)
     n_virt = sum(encs[0].virtual_mask[:n_pre])  # prompt rows that belong to the prefix
     cache = None
     if n_pre:
         ids = torch.tensor([encs[0].input_ids[:n_pre]], device=device)
         vmask = torch.tensor([encs[0].virtual_mask[:n_pre]], device=device)
-        out = model(inputs_embeds=inject_prompts(model, ids, vmask, prompt[:n_virt]), use_cache=True,
-                    logits_to_keep=1)
-        cache = out.past_key_values
+        _, cache = run_cached(model.base_model, inputs_embeds=inject_prompts(model, ids, vmask, prompt[:n_virt]))
         cache.batch_repeat_interleave(len(encs))
     rest = [Encoded(e.input_ids[n_pre:], e.virtual_mask[n_pre:], [], 0, False) for e in encs]
     ids, own_mask, vmask = left_pad(rest, pad_id, device)
     embeds = inject_prompts(model, ids, vmask, prompt[n_virt:])
     mask = torch.cat([torch.ones(len(encs), n_pre, dtype=own_mask.dtype, device=device), own_mask], dim=1)
     pos = n_pre + (own_mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
-    return out.logits[:, -1].float(), out.past_key_values, mask, pos[:, -1]
+    kw = dict(inputs_embeds=embeds, attention_mask=mask, position_ids=pos)
+    if head:
+        out, cache = run_cached(model, cache, logits_to_keep=1, **kw)
+        last = out.logits[:, -1].float()
+    else:
+        out, cache = run_cached(model.base_model, cache, **kw)
+        last = out.last_hidden_state[:, -1]
+    return last, cache, mask, pos[:, -1]
 
 
 def _batches(encs: Sequence[Encoded | None], batch_size: int, batch_cost: float = 0.0) -> list[list[int]]:
@@ -147,7 +166,7 @@ def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_t
     so a long answer does not keep short ones computing.
     """
     kept_stops = set(keep_ids)
-    logits, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id)
+    logits, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id, horizon=max_new_tokens)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=logits.device)
     out: list[list[int]] = [[] for _ in encs]
     alive = torch.arange(len(encs), device=logits.device)  # batch rows still generating
@@ -165,8 +184,8 @@ def generate_ids(model, tokenizer, encs: Sequence[Encoded], prompt, *, max_new_t
             cache.batch_select_indices(keep)
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=1)
         last = last + 1
-        step_out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
-                         past_key_values=cache, use_cache=True, logits_to_keep=1)
+        step_out, cache = run_cached(model, cache, input_ids=nxt[:, None], attention_mask=mask,
+                                     position_ids=last[:, None], logits_to_keep=1)
         logits = step_out.logits[:, -1].float()
     return out
 
@@ -213,30 +232,42 @@ def candidate_ids(tpl: TaskTemplate, tokenizer, record: dict, candidates: Sequen
     return out
 
 
-def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch.Tensor:
-    """[B, K] summed log-probabilities of each candidate's tokens after each prompt."""
+def _label_logits(model, hidden, vocab, exact_head: bool):
+    """Logits of the ``vocab`` tokens only (see :func:`head_logits`); ``exact_head`` False (an
+    architecture whose head post-processing ptune does not reproduce): the model's own head."""
+    if exact_head:
+        return head_logits(model, hidden, vocab).float()
+    return model.get_output_embeddings()(hidden).float()[..., vocab]  # pragma: no cover - no such family in tests
+
+
+def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]], exact_head: bool = True) -> torch.Tensor:
+    """[B, K] summed log-probabilities of each candidate's tokens after each prompt, normalised
+    over the candidates' tokens (the only logits computed)."""
     pad_id = tokenizer.pad_token_id
-    last_logits, cache, mask, last = _prefill(model, encs, prompt, pad_id)
-    device = last_logits.device
-    first = torch.log_softmax(last_logits, -1)  # [B, V]
-    n_b, n_k = len(encs), len(cands)
-    scores = first[:, [c[0] for c in cands]]  # [B, K]
+    vocab = sorted({t for c in cands for t in c})
+    col = {t: i for i, t in enumerate(vocab)}
     width = max(len(c) for c in cands) - 1
+    hidden, cache, mask, last = _prefill(model, encs, prompt, pad_id, horizon=width + 1, head=False)
+    device = hidden.device
+    first = torch.log_softmax(_label_logits(model, hidden, vocab, exact_head), -1)  # [B, |vocab|]
+    n_b, n_k = len(encs), len(cands)
+    scores = first[:, [col[c[0]] for c in cands]]  # [B, K]
     if width == 0:
         return scores
     cache.batch_repeat_interleave(n_k)  # row b*K + k: prompt b with candidate k
     cont = torch.full((n_k, width), pad_id, dtype=torch.long)
-    target = torch.zeros((n_k, width), dtype=torch.long)
+    target = torch.zeros((n_k, width), dtype=torch.long)  # column in vocab
     cmask = torch.zeros((n_k, width), dtype=torch.long)
     for k, c in enumerate(cands):
         cont[k, : len(c) - 1] = torch.tensor(c[:-1])
-        target[k, : len(c) - 1] = torch.tensor(c[1:])
+        target[k, : len(c) - 1] = torch.tensor([col[t] for t in c[1:]])
         cmask[k, : len(c) - 1] = 1
     cont, target, cmask = (t.to(device).repeat(n_b, 1) for t in (cont, target, cmask))
     full_mask = torch.cat([mask.repeat_interleave(n_k, 0), cmask], dim=1)
     cpos = last[:, None].repeat_interleave(n_k, 0) + 1 + torch.arange(width, device=device)
-    out2 = model(input_ids=cont, attention_mask=full_mask, position_ids=cpos, past_key_values=cache, use_cache=True)
-    logp = torch.log_softmax(out2.logits.float(), -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    out2, _ = run_cached(model.base_model, cache, input_ids=cont, attention_mask=full_mask, position_ids=cpos)
+    logits = _label_logits(model, out2.last_hidden_state, vocab, exact_head)
+    logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     rest = (logp * cmask).sum(-1).view(n_b, n_k)
     return scores + rest
 
@@ -256,8 +287,9 @@ def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], en
     if first is None:
         return preds, all_scores
     cands = candidate_ids(tpl, tokenizer, records[first], candidates)
+    exact = check_gathered_head(model, tokenizer)
     for idx in _batches(encs, batch_size, batch_cost=32.0):  # one continuation pass per batch
-        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands)
+        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands, exact)
         best = scores.argmax(-1).tolist()
         for row, i in enumerate(idx):
             preds[i] = candidates[best[row]]

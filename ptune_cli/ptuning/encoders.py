@@ -47,6 +47,12 @@ class PromptEncoder(nn.Module):
             self.head = nn.Sequential(
                 nn.Linear(h, eh), nn.ReLU(), nn.Linear(eh, eh), nn.ReLU(), nn.Linear(eh, h)
             )
+        if kind in ("lstm", "mlp"):
+            # The head's last layer starts at zero (as LoRA's B): an untrained encoder returns
+            # its input table exactly, so a --init text:X prompt starts as the hard prompt X
+            # (with random weights it started X + noise of the embeddings' own size).
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
 
     def forward(self, task: int) -> torch.Tensor:
         # Always float32, outside any autocast: the encoder is tiny, and CPU autocast has no
@@ -75,17 +81,29 @@ class PromptEncoder(nn.Module):
         return out
 
 
-def _token_rows(text: str, tokenizer, emb: torch.Tensor) -> torch.Tensor:
+def _rows(embed, ids) -> torch.Tensor:
+    """What the LM's own embedding module returns for ``ids``, as float32 rows on CPU.
+
+    Not ``embed.weight[ids]``: Gemma's embedding module multiplies by sqrt(hidden) in forward,
+    so weight rows are 25x smaller than what the model sees (virtual tokens then start far off
+    the real-token scale, and ``--init text:X`` would not mean X).
+    """
+    device = next(embed.parameters()).device
+    with torch.no_grad():
+        return embed(torch.as_tensor(ids, dtype=torch.long, device=device)).detach().float().cpu()
+
+
+def _token_rows(text: str, tokenizer, embed) -> torch.Tensor:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ValueError(f"text {text!r} has no tokens")
-    return emb[torch.tensor(ids, device=emb.device)].detach().float().cpu()
+    return _rows(embed, ids)
 
 
 def initial_inputs(
-    taskname: str, total: int, init: str, tokenizer, emb: torch.Tensor, *, name_first: bool
+    taskname: str, total: int, init: str, tokenizer, embed, *, name_first: bool
 ) -> torch.Tensor:
-    """The starting input table [T, h] of one task.
+    """The starting input table [T, h] of one task (``embed``: the LM's input embedding module).
 
     ``init="text:…"``: the text's token embeddings, repeated to fill T (prompt-tuning init).
     ``init="random"``: embeddings of tokens drawn at random from the first 5,000 vocabulary
@@ -93,24 +111,25 @@ def initial_inputs(
     with ``name_first`` (lstm/mlp, as NeMo) the first rows are the task name's embeddings.
     """
     if init.startswith("text:"):
-        rows = _token_rows(init[5:], tokenizer, emb)
+        rows = _token_rows(init[5:], tokenizer, embed)
         reps = -(-total // rows.shape[0])
         return rows.repeat(reps, 1)[:total].clone()
-    ids = torch.randint(0, min(emb.shape[0], 5000), (total,))
-    table = emb[ids.to(emb.device)].detach().float().cpu().clone()
+    ids = torch.randint(0, min(embed.num_embeddings, 5000), (total,))
+    table = _rows(embed, ids).clone()
     if name_first:
-        rows = _token_rows(taskname, tokenizer, emb)[:total]
+        rows = _token_rows(taskname, tokenizer, embed)[:total]
         table[: rows.shape[0]] = rows
     return table
 
 
-def build_encoder(kind, templates, tokenizer, embeddings, *, init="random", hidden=None) -> PromptEncoder:
-    """A fresh encoder for ``templates`` (taskname -> TaskTemplate) using the LM's word
-    embedding matrix ``embeddings`` [V, h] for initialisation and task-name vectors."""
+def build_encoder(kind, templates, tokenizer, embed, *, init="random", hidden=None) -> PromptEncoder:
+    """A fresh encoder for ``templates`` (taskname -> TaskTemplate); ``embed`` is the LM's input
+    embedding module (``model.get_input_embeddings()``), used for initialisation and task-name
+    vectors exactly as the model embeds real tokens."""
     names = list(templates)
     inputs = [
-        initial_inputs(n, templates[n].total_virtual_tokens, init, tokenizer, embeddings, name_first=kind != "embedding")
+        initial_inputs(n, templates[n].total_virtual_tokens, init, tokenizer, embed, name_first=kind != "embedding")
         for n in names
     ]
-    vectors = torch.stack([_token_rows(n, tokenizer, embeddings).mean(0) for n in names])
+    vectors = torch.stack([_token_rows(n, tokenizer, embed).mean(0) for n in names])
     return PromptEncoder(kind, names, inputs, vectors, hidden=hidden)

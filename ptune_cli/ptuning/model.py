@@ -6,8 +6,12 @@ states, the positions that carry a label are gathered, and only those go through
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import torch.nn.functional as F
+
+_CACHE_ARG: dict[type, str] = {}
 
 
 def inject_prompts(model, input_ids, virtual_mask, prompts):
@@ -29,16 +33,50 @@ def _body_and_head(model):
     return model.base_model, model.get_output_embeddings()
 
 
+def run_cached(module, cache=None, **kwargs):
+    """``module(**kwargs, use_cache=True)`` with the KV ``cache`` passed under the name this
+    transformers release uses (``cache`` since 5.2x, ``past_key_values`` before; the old name
+    warns on every call and goes in 5.40). Returns ``(output, cache)``."""
+    cls = type(module)
+    if cls not in _CACHE_ARG:
+        _CACHE_ARG[cls] = "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
+    name = _CACHE_ARG[cls]
+    if cache is not None:
+        kwargs[name] = cache
+    out = module(**kwargs, use_cache=True)
+    return out, out.get(name)
+
+
+def sliding_window(model) -> int | None:
+    """The attention window of a model with sliding-window layers (Mistral, Gemma 2/3, Phi-3),
+    else None. Such layers see the last W cache positions, padding included."""
+    cfg = model.config
+    w = getattr(cfg, "sliding_window", None)
+    types = getattr(cfg, "layer_types", None)
+    if not w or getattr(cfg, "use_sliding_window", True) is False or (types and "sliding_attention" not in types):
+        return None
+    return int(w)
+
+
 def hidden_states(model, inputs_embeds, attention_mask):
     body, _ = _body_and_head(model)
     out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
     return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
 
 
-def head_logits(model, hidden):
-    """``lm_head`` on gathered hidden states, with the model's own logit post-processing."""
+def head_logits(model, hidden, vocab=None):
+    """``lm_head`` on gathered hidden states, with the model's own logit post-processing.
+
+    ``vocab`` (token ids): logits of those tokens only, [..., len(vocab)] — rank decoding
+    needs no others, and Gemma's 262k-row head is the model's largest matrix.
+    """
     _, head = _body_and_head(model)
-    logits = head(hidden)
+    if vocab is None:
+        logits = head(hidden)
+    else:
+        idx = torch.as_tensor(vocab, dtype=torch.long, device=head.weight.device)
+        bias = head.bias[idx] if getattr(head, "bias", None) is not None else None
+        logits = F.linear(hidden, head.weight[idx], bias)
     cfg = model.config
     scale = getattr(cfg, "logit_scale", None)
     if isinstance(scale, (int, float)) and scale != 1:

@@ -106,13 +106,14 @@ def build(cfg: TrainConfig, device, num_processes: int) -> Setup:
         raise UserError(f"--template {cfg.template}: task(s) {', '.join(empty)} have no virtual tokens to train")
     existing, model_name = load_existing(cfg, templates)
     model, tok = load_causal_lm(model_name, device=device)
-    emb = model.get_input_embeddings().weight
-    if existing is not None and existing.meta.get("hidden_size") not in (None, emb.shape[1]):
-        raise UserError(f"--existing {cfg.existing}: hidden size {existing.meta['hidden_size']} ≠ model's {emb.shape[1]}")
+    embed = model.get_input_embeddings()
+    hidden = embed.weight.shape[1]
+    if existing is not None and existing.meta.get("hidden_size") not in (None, hidden):
+        raise UserError(f"--existing {cfg.existing}: hidden size {existing.meta['hidden_size']} ≠ model's {hidden}")
     max_len = _max_length(cfg, model)
     train = load_examples(cfg.train, templates, tok, max_len, flag="--train")
     val = load_examples(cfg.val, templates, tok, max_len, flag="--val") if cfg.val else None
-    encoder = build_encoder(cfg.encoder, templates, tok, emb.detach().cpu(), init=cfg.init, hidden=cfg.encoder_hidden).to(device)
+    encoder = build_encoder(cfg.encoder, templates, tok, embed, init=cfg.init, hidden=cfg.encoder_hidden).to(device)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n_batches = len(shard(make_batches(train, cfg.batch_size, cfg.seed), 0, num_processes, cfg.grad_accum))
     steps_per_epoch = n_batches // cfg.grad_accum

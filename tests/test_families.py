@@ -1,0 +1,199 @@
+"""The invariants prompt injection must keep on every architecture family users p-tune.
+
+Each family is a tiny model from config (tests/tiny_models.py: 2 layers, hidden 32) that keeps
+the trait which breaks injection silently: Gemma's scaled embeddings, Gemma 2's softcapping,
+GPT-2's absolute positions, sliding windows shorter than prompt + padding, GQA, q/k norms.
+For each family:
+
+* a ``--init text:X`` prompt, untrained, gives exactly the logits of the hard prompt X;
+* the gathered answer-only loss equals the loss from the model's full logits;
+* batched, left-padded greedy generation and rank decoding equal one record at a time;
+* continual learning keeps earlier prompts byte-identical, and resume equals an uninterrupted
+  run (through ``run_train``).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ptune_cli.evaluate import predict
+from ptune_cli.ptuning.encoders import build_encoder
+from ptune_cli.ptuning.model import answer_loss, check_gathered_head, inject_prompts
+from ptune_cli.ptuning.template import TaskTemplate, encode_example
+from tests.tiny_models import FAMILIES, WINDOW
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SENTENCES = [
+    "Shares fell sharply after the announcement.",
+    "make me a coffee please",
+    "Företaget rapporterade stark vinsttillväxt under kvartalet. Känslor för Lloyds",
+    "ok",
+    "What is the weather like in Stockholm today? wake me up at seven am tomorrow",
+]
+TEMPLATE = TaskTemplate(
+    taskname="sentiment-task",
+    prompt_template="<|VIRTUAL_PROMPT_0|> {sentence}<|VIRTUAL_PROMPT_1|>:{label}",
+    total_virtual_tokens=5,
+    virtual_token_splits=[3, 2],
+    answer_field="label",
+    truncate_field="sentence",
+)
+INIT_TEXT = "Sentiment positive, negative"
+LABELS = ["positive", "negative", "neutral", "positiva"]
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family(request, tmp_path_factory):
+    """(name, folder, model, tokenizer): the family's tiny model with large random weights, so
+    greedy outputs vary from token to token (a fresh one repeats its last input token, which
+    makes equality tests pass trivially)."""
+    from ptune_cli.models import load_causal_lm
+    from tests.tiny_models import build_tiny_causal_lm
+
+    name = request.param
+    folder = build_tiny_causal_lm(tmp_path_factory.mktemp(f"tiny-{name}"), arch=name)
+    model, tok = load_causal_lm(str(folder))
+    g = torch.Generator().manual_seed(0)
+    scale = {"gemma2": 0.05, "gemma3": 0.05, "gpt2": 0.2}.get(name, 0.5)  # larger ones saturate
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * scale)
+    return name, folder, model, tok
+
+
+def _prompt(model, n: int = 5, seed: int = 1) -> torch.Tensor:
+    """Random prompt rows at the scale of the embeddings the model really sees."""
+    ids = torch.arange(50)
+    scale = model.get_input_embeddings()(ids).std()
+    return torch.randn(n, model.config.hidden_size, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def _encs(tok, include_answer=False):
+    return [encode_example(TEMPLATE, {"sentence": s, "label": "positive"}, tok, include_answer=include_answer)
+            for s in SENTENCES]
+
+
+@pytest.mark.parametrize("kind", ["embedding", "lstm", "mlp"])
+def test_text_init_prompt_is_the_hard_prompt(family, kind):
+    _, _, model, tok = family
+    text_ids = tok(INIT_TEXT, add_special_tokens=False)["input_ids"]
+    tpl = TaskTemplate("t", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", len(text_ids), [len(text_ids)], "label", "sentence")
+    torch.manual_seed(0)
+    enc = build_encoder(kind, {"t": tpl}, tok, model.get_input_embeddings(), init=f"text:{INIT_TEXT}")
+    prompt = enc.table()["t"]
+    ex = encode_example(tpl, {"sentence": SENTENCES[0], "label": "positive"}, tok)
+    ids, vmask = torch.tensor([ex.input_ids]), torch.tensor([ex.virtual_mask])
+    hard = ids.clone()
+    hard[vmask] = torch.tensor(text_ids)
+    with torch.no_grad():
+        soft = model(inputs_embeds=inject_prompts(model, ids, vmask, prompt)).logits
+        ref = model(input_ids=hard).logits
+    torch.testing.assert_close(soft, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_gathered_loss_equals_full_logits_loss(family):
+    _, _, model, tok = family
+    from ptune_cli.ptuning.data import EncodedSet, collate
+
+    assert check_gathered_head(model, tok)
+    exs = _encs(tok, include_answer=True)
+    batch = collate(EncodedSet(exs, [0] * len(exs)), list(range(len(exs))), tok.pad_token_id)
+    prompt = _prompt(model)
+    with torch.no_grad():
+        args = (model, batch["input_ids"], batch["attention_mask"], batch["virtual_mask"], batch["labels"], prompt)
+        got, n = answer_loss(*args, gathered=True)
+        ref, n_ref = answer_loss(*args, gathered=False)
+    assert n == n_ref > 0
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+
+
+def _greedy_no_cache(model, enc, prompt, max_new, stops):
+    """Reference: one record, a full forward pass per step (no KV cache, no padding)."""
+    ids = torch.tensor([enc.input_ids])
+    embeds = inject_prompts(model, ids, torch.tensor([enc.virtual_mask]), prompt)
+    out = []
+    with torch.no_grad():
+        for _ in range(max_new):
+            nxt = int(model(inputs_embeds=embeds).logits[0, -1].argmax())
+            if nxt in stops:
+                break
+            out.append(nxt)
+            embeds = torch.cat([embeds, model.get_input_embeddings()(torch.tensor([[nxt]]))], dim=1)
+    return out
+
+
+def test_batched_generation_equals_one_at_a_time(family):
+    _, _, model, tok = family
+    encs = _encs(tok)
+    lens = sorted(len(e.input_ids) for e in encs)
+    assert lens[-1] - lens[0] > WINDOW and len(set(lens)) == len(lens)  # padding outgrows the window
+    prompt = _prompt(model)
+    stops = predict.stop_token_ids(tok, False)
+    with torch.no_grad():
+        batched = predict.generate_ids(model, tok, encs, prompt, max_new_tokens=12, stop_ids=stops)
+    want = [_greedy_no_cache(model, e, prompt, 12, set(stops)) for e in encs]
+    assert batched == want
+    assert len({t for row in batched for t in row}) > 3  # outputs are not trivial repetitions
+
+
+def _rank_one(model, tok, record, enc, prompt, cands):
+    """Reference: each candidate's answer tokens appended to one record, a full forward pass,
+    log-probabilities over the candidates' tokens (see predict.rank_labels)."""
+    vocab = sorted({t for c in cands for t in c})
+    scores = []
+    for c in cands:
+        ids = torch.tensor([enc.input_ids + c])
+        vmask = torch.tensor([enc.virtual_mask + [False] * len(c)])
+        with torch.no_grad():
+            logits = model(inputs_embeds=inject_prompts(model, ids, vmask, prompt)).logits[0].float()
+        logp = torch.log_softmax(logits[:, vocab], -1)
+        start = len(enc.input_ids) - 1
+        scores.append(sum(float(logp[start + j, vocab.index(t)]) for j, t in enumerate(c)))
+    return scores
+
+
+def test_batched_rank_decoding_equals_one_at_a_time(family):
+    _, _, model, tok = family
+    records = [{"sentence": s, "label": ""} for s in SENTENCES]
+    encs = _encs(tok)
+    prompt = _prompt(model)
+    preds, scores = predict.rank_labels(model, tok, TEMPLATE, records, encs, prompt, LABELS, batch_size=8)
+    cands = predict.candidate_ids(TEMPLATE, tok, records[0], LABELS)
+    for i, (rec, enc) in enumerate(zip(records, encs, strict=True)):
+        want = _rank_one(model, tok, rec, enc, prompt, cands)
+        assert scores[i] == pytest.approx(want, abs=2e-3)
+        assert preds[i] == LABELS[max(range(len(LABELS)), key=want.__getitem__)]
+    assert len({tuple(row) for row in scores}) == len(scores)  # scores differ between records
+
+
+def test_continual_learning_and_resume(family, tmp_path):
+    """Through run_train: a second task leaves the first byte-identical; a run killed after a
+    checkpoint and resumed ends byte-identical to one that was never stopped."""
+    from ptune_cli.ptuning.table import PROMPT_TABLE_FILE
+    from ptune_cli.training import TrainConfig, run_train
+    from tests.test_train import INTENT_TPL, SENT_TPL, intent_records, sentiment_records, tensor_bytes, write
+
+    class Killed(Exception):
+        pass
+
+    name, folder, _, _ = family
+    train = write(tmp_path / "train.jsonl", sentiment_records(16))
+    base = dict(train=train, template=SENT_TPL, model=str(folder), epochs=2, batch_size=4, lr=1e-2, save_every=3)
+    run_train(TrainConfig(output=str(tmp_path / "full"), **base))
+
+    def crash(kind, rec):
+        if kind == "step" and rec["step"] == 5:  # last checkpoint: step 3
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_train(TrainConfig(output=str(tmp_path / "part"), **base), on_event=crash)
+    assert not (tmp_path / "part" / PROMPT_TABLE_FILE).exists()
+    assert run_train(TrainConfig(output=str(tmp_path / "part"), resume=True, **base)).resumed_from == 3
+    assert tensor_bytes(tmp_path / "full", "sentiment-task") == tensor_bytes(tmp_path / "part", "sentiment-task")
+
+    intent = write(tmp_path / "intent.jsonl", intent_records(8))
+    run_train(TrainConfig(train=intent, template=INTENT_TPL, existing=str(tmp_path / "full"),
+                          output=str(tmp_path / "two"), epochs=1, batch_size=4))
+    assert tensor_bytes(tmp_path / "full", "sentiment-task") == tensor_bytes(tmp_path / "two", "sentiment-task")
