@@ -157,3 +157,47 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     with atomic_output(path) as fh:
         json.dump(obj, fh, ensure_ascii=False, indent=2)
         fh.write("\n")
+
+
+def check_fields(record: dict, path: str | os.PathLike, lineno: int,
+                 required: Mapping[str, type | tuple | None]) -> None:
+    """The :func:`iter_records` field check for a record already read (``file:line: field``)."""
+    _check_fields(record, display_name(path), lineno, required)
+
+
+def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    pa, pb = Path(a).expanduser(), Path(b).expanduser()
+    if pa.resolve() == pb.resolve():
+        return True
+    try:
+        return pa.exists() and pb.exists() and os.path.samefile(pa, pb)  # hard links
+    except OSError:
+        return False
+
+
+PathsByFlag = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
+
+
+def check_outputs(outputs: PathsByFlag, inputs: PathsByFlag = ()) -> None:
+    """Refuse, before any work, output paths that cannot be written as intended: an existing
+    folder, one of the command's own inputs, or the same file as another output.
+
+    ``outputs`` / ``inputs`` map a flag (``-o``, ``--data``) to its path, as a mapping or as
+    pairs (several inputs under one name); None and ``-`` are skipped. Raises a one-line
+    :class:`UserError` naming both flags.
+    """
+    def given(paths: PathsByFlag) -> list:
+        pairs = paths.items() if isinstance(paths, Mapping) else paths
+        return [(flag, p) for flag, p in pairs if p is not None and str(p) != STDIO]
+
+    outs, ins = given(outputs), given(inputs)
+    for k, (flag, path) in enumerate(outs):
+        if Path(path).is_dir():
+            raise UserError(f"{flag} {path}: is a folder, expected an output file path")
+        for other_flag, other in ins:
+            if _same_path(path, other):
+                raise UserError(f"{flag} {path} is also {other_flag}: it would overwrite an input; "
+                                "write the output somewhere else")
+        for other_flag, other in outs[:k]:
+            if _same_path(path, other):
+                raise UserError(f"{flag} and {other_flag} are the same file ({path}): give each its own path")

@@ -36,6 +36,7 @@ def option(
     show_default: bool = True,
     metavar: str | None = None,
     aliases: dict[str, str] | None = None,
+    sep: str | None = None,
 ) -> Any:
     """A config field with its CLI declaration.
 
@@ -43,10 +44,13 @@ def option(
     ``affects_output``: False for options a resumed run may change (progress, checkpoint
     interval, output paths); ``argument``: a positional argument; ``panel``: the ``--help``
     panel; ``cli=False``: not on the command line (set by code); ``aliases``: old words still
-    accepted for a ``Literal`` field (``{"no": "fp32"}``), mapped before validation.
+    accepted for a ``Literal`` field (``{"no": "fp32"}``), mapped before validation;
+    ``sep``: a list/tuple field given on the command line as one ``sep``-separated value
+    (``--labels a,b,c``), split and stripped into the field's type.
     """
     meta = dict(help=help, flag=flag, short=short, affects_output=affects_output, argument=argument,
-                panel=panel, cli=cli, show_default=show_default, metavar=metavar, aliases=aliases or {})
+                panel=panel, cli=cli, show_default=show_default, metavar=metavar, aliases=aliases or {},
+                sep=sep)
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata={_META: meta})
     return dataclasses.field(default=default, metadata={_META: meta})
@@ -134,6 +138,8 @@ def _typer_param(cls, f: dataclasses.Field, tp) -> inspect.Parameter:
         # every other problem (one line, exit 1) instead of click stopping at the first
         kw.setdefault("metavar", "[" + "|".join(map(str, allowed)) + "]")
         base = str | None if type(None) in get_args(tp) else str
+    if m.get("sep"):
+        base = str | None
     required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
     if required:
         default = inspect.Parameter.empty
@@ -141,6 +147,8 @@ def _typer_param(cls, f: dataclasses.Field, tp) -> inspect.Parameter:
         default = f.default
     else:
         default = f.default_factory()
+    if m.get("sep") and not required:
+        default = None  # not given: the field's own default (see _split)
     if m.get("argument"):
         info = typer.Argument(**kw)
     else:
@@ -150,6 +158,22 @@ def _typer_param(cls, f: dataclasses.Field, tp) -> inspect.Parameter:
         info = typer.Option(*names, **kw)
     return inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[base, info])
+
+
+def _split(cls, hints: dict, kwargs: dict) -> dict:
+    """Split the ``sep`` fields' command-line strings into the field's list or tuple."""
+    for f in dataclasses.fields(cls):
+        sep = _meta(f).get("sep")
+        if not sep or f.name not in kwargs:
+            continue
+        value = kwargs[f.name]
+        if value is None:
+            del kwargs[f.name]  # the dataclass default
+            continue
+        tp = hints[f.name]
+        kind = tuple if tuple in (get_origin(tp), *map(get_origin, get_args(tp))) else list
+        kwargs[f.name] = kind(x.strip() for x in value.split(sep))
+    return kwargs
 
 
 def typer_command(app, name: str, cls, run: Callable[[Any], Any], *, help: str, epilog: str | None = None,
@@ -165,13 +189,13 @@ def typer_command(app, name: str, cls, run: Callable[[Any], Any], *, help: str, 
     names = {p.name for p in extra}
 
     def command(**kwargs):
-        own = {k: v for k, v in kwargs.items() if k not in names}
+        own = _split(cls, hints, {k: v for k, v in kwargs.items() if k not in names})
         return run(cls(**own), **{k: kwargs[k] for k in names})
 
     # required first: Python signatures do not allow a required parameter after a default one
     ordered = sorted(params + extra, key=lambda p: p.default is not inspect.Parameter.empty)
     command.__signature__ = inspect.Signature(ordered)
     command.__annotations__ = {p.name: p.annotation for p in ordered}
-    command.__doc__ = help
+    command.__doc__ = inspect.cleandoc(help)
     command.__name__ = f"{name.replace('-', '_')}_cmd"
     return app.command(name, epilog=epilog)(command)

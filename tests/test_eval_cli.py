@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from ptune_cli.cli import app
-from ptune_cli.evaluate.run import split_meta
+from ptune_cli.evaluate.meta import split_meta
 from ptune_cli.ptuning.table import save_prompt_table
 from ptune_cli.ptuning.template import TaskTemplate
 from tests.test_predict import varied_lm
@@ -213,7 +213,7 @@ def test_meta_from_kfold_manifest(env, tmp_path):
 
 
 def test_killed_eval_resumes_from_partial(env, tmp_path):
-    from ptune_cli.evaluate.run import EvalConfig, run_eval
+    from ptune_cli.evaluate.runner import EvalConfig, run_eval
 
     def cfg(out, **kw):
         return EvalConfig(run=env["run"], data=env["test"], predictions_out=str(out), batch_size=2, **kw)

@@ -2,55 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
 from ptune_cli.cli._app import app, example, stderr_console, stdout_console
+from ptune_cli.evaluate.config import ReportConfig
+from ptune_cli.options import typer_command
 
 
-@app.command(
-    "report",
+def _report(cfg) -> None:
+    from ptune_cli.evaluate.report import run_report
+
+    summary, md = run_report(cfg)
+    if cfg.markdown == "-":
+        typer.echo(md, nl=False, err=cfg.output == "-")
+    else:
+        _print_summary(summary, stderr_console() if cfg.output == "-" else stdout_console())
+
+
+typer_command(
+    app, "report", ReportConfig, _report,
+    help="""Aggregate per-fold results into per-fold rows plus mean ± sample std, and plot them.
+
+    Training fraction, fold and sample come from each results file's "meta" (ptune eval
+    records them from the kfold manifest or its --train-fraction/--fold/--sample options);
+    the fold falls back to a fold_XX part of the path. A table goes to stdout.
+    """,
     epilog=example(
         "ptune report runs/fiqa/fold_*/results.json -o summary.json --markdown summary.md --plot folds.png",
         "ptune report reduction/*/fold_*/results.json -o reduction.json --reduction-plot curve.png",
     ),
 )
-def report_cmd(
-    results: Annotated[list[str], typer.Argument(help="Results JSON files written by `ptune eval -o`.")],
-    output: Annotated[str | None, typer.Option("-o", "--output", help="Summary JSON (per-fold rows, mean ± sample std per training fraction); - for stdout.")] = None,
-    markdown: Annotated[str | None, typer.Option("--markdown", help="Write the summary as markdown to this file (- for stdout).")] = None,
-    plot: Annotated[str | None, typer.Option("--plot", help="PNG: per-fold bars with the mean line and ± std band.")] = None,
-    reduction_plot: Annotated[str | None, typer.Option("--reduction-plot", help="PNG: metric vs training fraction with the spread over samples.")] = None,
-    key: Annotated[list[str] | None, typer.Option("--key", help="Metric key(s) to plot, e.g. accuracy, intent.f1, slot.f1, exact_match (repeatable).")] = None,
-) -> None:
-    """Aggregate per-fold results into per-fold rows plus mean ± sample std, and plot them.
-
-    Training fraction, fold and sample come from each results file's "meta" (ptune eval
-    records them from the kfold manifest or its --train-fraction/--fold/--sample options);
-    the fold falls back to a fold_XX part of the path. A table goes to stdout.
-    """
-    from ptune_cli.evaluate.report import load_results, summarize, summary_markdown
-    from ptune_cli.io import atomic_output, write_json
-
-    summary = summarize(load_results(results))
-    if plot or reduction_plot:
-        from ptune_cli.evaluate.plots import plot_folds, plot_reduction
-
-        if plot:
-            plot_folds(summary, plot, key or None)
-        if reduction_plot:
-            plot_reduction(summary, reduction_plot, key[0] if key else None)
-    if output:
-        write_json(output, summary)
-    md = summary_markdown(summary)
-    if markdown and markdown != "-":
-        with atomic_output(markdown) as fh:
-            fh.write(md)
-    if markdown == "-":
-        typer.echo(md, nl=False, err=output == "-")
-    else:
-        _print_summary(summary, stderr_console() if output == "-" else stdout_console())
 
 
 def _print_summary(summary: dict, console) -> None:

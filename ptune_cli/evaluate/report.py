@@ -9,17 +9,43 @@ Markdown renderers for one results dict and for a summary live here too (the CLI
 from __future__ import annotations
 
 import json
-import re
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.evaluate.meta import fold_in_path
 from ptune_cli.evaluate.metrics import headline
 
 DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"]}
 PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1"}
-_FOLD_IN_PATH = re.compile(r"fold[_-]?(\d+)", re.IGNORECASE)
+
+
+def run_report(cfg) -> tuple[dict, str]:
+    """``ptune report``: read, summarize, write ``-o`` / ``--markdown`` / the plots; returns the
+    summary and its markdown (the CLI prints one of them)."""
+    from ptune_cli.io import atomic_output, check_outputs, write_json
+    from ptune_cli.options import validate
+
+    validate(cfg)
+    check_outputs({"-o": cfg.output, "--markdown": cfg.markdown, "--plot": cfg.plot,
+                   "--reduction-plot": cfg.reduction_plot},
+                  [("RESULTS", p) for p in cfg.results])
+    summary = summarize(load_results(cfg.results))
+    if cfg.plot or cfg.reduction_plot:
+        from ptune_cli.evaluate.plots import plot_folds, plot_reduction
+
+        if cfg.plot:
+            plot_folds(summary, cfg.plot, cfg.key or None)
+        if cfg.reduction_plot:
+            plot_reduction(summary, cfg.reduction_plot, cfg.key[0] if cfg.key else None)
+    if cfg.output:
+        write_json(cfg.output, summary)
+    md = summary_markdown(summary)
+    if cfg.markdown and cfg.markdown != "-":
+        with atomic_output(cfg.markdown) as fh:
+            fh.write(md)
+    return summary, md
 
 
 def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
@@ -45,8 +71,8 @@ def _row(index: int, path: str, res: dict) -> dict:
     meta = res.get("meta") or {}
     fold = meta.get("fold")
     if fold is None:
-        m = _FOLD_IN_PATH.search(path)
-        fold = int(m.group(1)) if m else index
+        fold = fold_in_path(path)
+        fold = index if fold is None else fold
     frac = meta.get("train_fraction")
     return {
         "file": path,

@@ -1,0 +1,126 @@
+"""Options of ``ptune eval`` and ``ptune report``: each declared once, here.
+
+Every field's help, default, flag and choices (``Literal``) live in its :func:`option`; the
+typer commands in ``ptune_cli/cli`` are built from these classes. ``affects_output`` says
+whether a field changes the *predictions*: a resumed ``ptune eval`` must match those (scoring
+options, metadata and output paths may differ, the scores are recomputed anyway).
+
+Kept free of heavy imports: ``ptune --help`` imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ptune_cli.options import option
+
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISION_HELP = "auto (fp32 on CPU; bf16 on GPUs that have it, else fp16), fp32, fp16, bf16."
+
+_PRED = "Prediction"
+_BASE = "Baseline (frozen model, no prompts)"
+_META = "Results metadata (for ptune report)"
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``ptune eval``. Three modes: ``--run`` + ``--data`` (the run's prompts),
+    ``--baseline`` + ``--template`` + ``--data`` (the frozen model), ``--predictions`` (score only)."""
+
+    run: str | None = option(None, help="Run folder with the prompt table (from ptune train).")
+    data: str | None = option(None, help="Test JSONL with gold labels in the template's answer field.")
+    output: str | None = option(None, short="-o", flag="--output", affects_output=False,
+                                help="Results JSON (metrics, per-label rows, meta).")
+    predictions_out: str | None = option(None, affects_output=False,
+                                         help="Write each input record plus its 'prediction' (JSONL).")
+    metric: Literal["auto", "accuracy", "intent-slot"] = option(
+        "auto", affects_output=False,
+        help="auto: intent-slot when gold labels contain 'Intent:', else accuracy.")
+    normalize: str | None = option(None, affects_output=False,
+                                   help="Label map folding variants before scoring: sv-sentiment, en-sentiment or a JSON/YAML file.")
+    decode: Literal["generate", "rank"] = option(
+        "generate", panel=_PRED,
+        help="generate: greedy generation; rank: score each candidate label by log-likelihood (classification).")
+    batch_size: int = option(32, panel=_PRED, affects_output=False,
+                             help="Records per batch (32 measured fastest on CPU for multi-line answers).")
+    task: str | None = option(None, panel=_PRED,
+                              help="Task name in the prompt table / template file (default: the data's taskname).")
+    model: str | None = option(None, panel=_PRED,
+                               help="Base model (default: the run's base model; the packaged SmolLM2-135M for baselines).")
+    max_new_tokens: int | None = option(None, panel=_PRED,
+                                        help="Generation limit (default: longest gold answer + 8 tokens).")
+    labels: list[str] | None = option(None, panel=_PRED, sep=",",
+                                      help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
+    device: str = option("auto", panel=_PRED, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
+    precision: Precision = option("auto", panel=_PRED, aliases={"no": "fp32"}, help=PRECISION_HELP)
+    stop_at_newline: bool | None = option(None, panel=_PRED, flag="--stop-at-newline/--no-stop-at-newline",
+                                          show_default=False,
+                                          help="Stop at the first newline (default: when no gold answer has a newline).")
+    predictions: str | None = option(None, affects_output=False, help="Score this predictions JSONL without any model.")
+    label_field: str | None = option(None, affects_output=False, help="Gold field with --predictions (default: label).")
+    prediction_field: str = option("prediction", affects_output=False, help="Prediction field with --predictions.")
+    baseline: Literal["zero", "one", "few"] | None = option(
+        None, panel=_BASE, help="The frozen model with the template's text, no virtual tokens.")
+    shots: int | None = option(None, panel=_BASE, help="Examples for --baseline few (default 5).")
+    train: str | None = option(None, panel=_BASE, help="Training JSONL the shots are drawn from.")
+    template: str | None = option(None, panel=_BASE, help="Template JSON of the task (templates/*.json).")
+    seed: int = option(0, panel=_BASE, help="Seed for drawing the shots.")
+    fold: int | None = option(None, panel=_META, affects_output=False,
+                              help="Fold id (default: from a fold_XX folder in --data).")
+    train_fraction: float | None = option(None, panel=_META, affects_output=False,
+                                          help="Training fraction (default: from the kfold manifest).")
+    sample: int | None = option(None, panel=_META, affects_output=False,
+                                help="Sample id of a repeated data-reduction draw (default: the kfold seed).")
+
+    @property
+    def mode(self) -> str:
+        return "predictions" if self.predictions else "baseline" if self.baseline else "run"
+
+    def problems(self) -> list[str]:
+        """Cross-field checks (``options.validate`` adds the choices' own)."""
+        p = []
+        modes = [f for f, v in (("--run", self.run), ("--predictions", self.predictions), ("--baseline", self.baseline)) if v]
+        if len(modes) != 1:
+            p.append("give exactly one of --run RUN_DIR, --predictions PRED.jsonl, --baseline zero|one|few"
+                     + (f" (got {', '.join(modes)})" if modes else ""))
+        if (self.run or self.baseline) and not self.data:
+            p.append("--data TEST.jsonl is required with --run and --baseline")
+        if self.batch_size < 1:
+            p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            p.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
+        if self.baseline in ("zero", "one", "few"):
+            p += self._baseline_problems()
+        return p
+
+    def _baseline_problems(self) -> list[str]:
+        from ptune_cli.errors import UserError
+        from ptune_cli.evaluate.baseline import shots_for
+
+        p = []
+        try:
+            k = shots_for(self.baseline, self.shots)
+        except UserError as e:
+            p.append(str(e))
+            k = 0
+        if not self.template:
+            p.append("--baseline needs --template FILE (the task's template)")
+        if k > 0 and not self.train:
+            p.append(f"--baseline {self.baseline} needs --train TRAIN.jsonl to draw shots from")
+        return p
+
+
+@dataclass
+class ReportConfig:
+    """Options of ``ptune report``."""
+
+    results: list[str] = option([], argument=True, help="Results JSON files written by `ptune eval -o`.")
+    output: str | None = option(None, short="-o", flag="--output",
+                                help="Summary JSON (per-fold rows, mean ± sample std per training fraction); - for stdout.")
+    markdown: str | None = option(None, help="Write the summary as markdown to this file (- for stdout).")
+    plot: str | None = option(None, help="PNG: per-fold bars with the mean line and ± std band.")
+    reduction_plot: str | None = option(None, help="PNG: metric vs training fraction with the spread over samples.")
+    key: list[str] | None = option(None, help="Metric key(s) to plot, e.g. accuracy, intent.f1, slot.f1, exact_match (repeatable).")

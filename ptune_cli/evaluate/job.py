@@ -1,0 +1,201 @@
+"""What ``ptune eval`` predicts with: the task (template + the run's prompts, or a baseline),
+then the typed :class:`EvalJob` (model, encoded records, decoding settings) and its decoding.
+
+``load_task`` runs before any model is loaded, so bad options and data fail in a second;
+``build_job`` loads the model and encodes; ``decode`` runs :mod:`.predict` on the records
+still to do and hands every finished batch to ``on_batch`` (the resumable partial file).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ptune_cli.errors import UserError
+from ptune_cli.io import display_name, iter_records
+from ptune_cli.ptuning.template import TaskTemplate
+
+_DEFAULT_MAX_NEW_TOKENS = 64
+
+
+@dataclass
+class TestData:
+    """The test file, read once: its records with their line numbers."""
+
+    path: str
+    numbered: list[tuple[int, dict]]
+
+    @property
+    def records(self) -> list[dict]:
+        return [r for _, r in self.numbered]
+
+    def tasknames(self) -> list[str]:
+        return list(dict.fromkeys(r["taskname"] for r in self.records if r.get("taskname") is not None))
+
+
+@dataclass
+class Task:
+    """The task to predict: the template the records are encoded with (a baseline's has no
+    virtual tokens and carries the shots), its prompt rows (None for a baseline), the model
+    to load, the run's saved metadata and the baseline's shots."""
+
+    template: TaskTemplate
+    prompt: Any = None  # torch.Tensor [T, h] or None
+    model: str | None = None
+    run_meta: dict = field(default_factory=dict)
+    shots: int | None = None
+    shot_lines: list[int] = field(default_factory=list)
+    prepare: Callable[[dict], dict] | None = None  # record -> record (the baseline's shots)
+
+
+def pick_task(cfg, data: TestData, known: list[str], where: str) -> str:
+    """``--task``, else the data's single ``taskname``, else the only known task."""
+    if cfg.task:
+        return cfg.task
+    in_data = data.tasknames()
+    if len(in_data) == 1:
+        return in_data[0]
+    if len(in_data) > 1:
+        raise UserError(f"{display_name(data.path)}: records of several tasks ({', '.join(in_data)}): pass --task NAME")
+    if len(known) == 1:
+        return known[0]
+    raise UserError(f"{where} has several tasks ({', '.join(known)}): pass --task NAME")
+
+
+def task_template(cfg, data: TestData) -> tuple[TaskTemplate, Any]:
+    """The task's template and, for ``--run``, the prompt table."""
+    if cfg.mode == "run":
+        from ptune_cli.ptuning.table import load_prompt_table
+
+        table = load_prompt_table(cfg.run)
+        return table.template(pick_task(cfg, data, table.tasknames, f"{cfg.run}: the prompt table")), table
+    from ptune_cli.ptuning.template import load_templates
+
+    templates = load_templates(cfg.template)
+    name = pick_task(cfg, data, list(templates), str(cfg.template))
+    if name not in templates:
+        raise UserError(f"{cfg.template}: no template for task '{name}' (known: {', '.join(templates)})")
+    return templates[name], None
+
+
+def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
+    """The run's prompts for ``tpl``, or the baseline built from it (shots drawn here)."""
+    if table is not None:
+        return Task(tpl, table.prompts[tpl.taskname], cfg.model or table.meta.get("base_model"), table.meta)
+    from ptune_cli.evaluate.baseline import build_baseline, draw_shots, shots_for
+
+    k = shots_for(cfg.baseline, cfg.shots)
+    shots = draw_shots(cfg.train, tpl, k, cfg.seed) if k else []
+    base = build_baseline(tpl, shots, one_line=one_line)
+    return Task(base.template, None, cfg.model, {}, k, base.shot_lines, base.apply)
+
+
+def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
+    """Labels for rank decoding: --labels, else the answers of the training file (the run's
+    saved --train, or the baseline's --train), else the gold labels of the test data."""
+    if cfg.labels:
+        return list(dict.fromkeys(x for x in cfg.labels if x))
+    train = (task.run_meta.get("hyperparameters") or {}).get("train") if cfg.mode == "run" else cfg.train
+    name, answer = task.template.taskname, task.template.answer_field
+    if isinstance(train, str) and Path(train).is_file():
+        seen = {
+            r[answer] for _, r in iter_records(train, {}, allow_empty=True)
+            if isinstance(r.get(answer), str) and r.get("taskname", name) == name
+        }
+        if seen:
+            return sorted(seen)
+    return sorted(set(golds))
+
+
+@dataclass
+class EvalJob:
+    """Everything decoding needs, typed (was 12 positional parameters)."""
+
+    model: Any
+    tokenizer: Any
+    template: TaskTemplate
+    prompt: Any  # torch.Tensor [T, h] or None
+    records: list[dict]  # as encoded (a baseline's carry its shots)
+    encodings: list  # per record an Encoded, or None when it does not fit the model
+    decode: str
+    batch_size: int
+    max_new_tokens: int
+    stop_at_newline: bool
+    candidates: list[str] | None = None  # rank decoding
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool) -> EvalJob:
+    """Load the model on ``--device`` in ``--precision`` and encode every record."""
+    from ptune_cli.models import load_causal_lm, resolve_device, torch_dtype
+    from ptune_cli.ptuning.template import encode_example
+
+    device = resolve_device(cfg.device)
+    dtype = torch_dtype(cfg.precision, device)
+    model, tok = load_causal_lm(task.model, dtype=dtype, device=device)
+    hidden = model.get_input_embeddings().weight.shape[1]
+    if task.prompt is not None and task.prompt.shape[-1] != hidden:
+        raise UserError(f"{cfg.run}: prompts have hidden size {task.prompt.shape[-1]} but the model has "
+                        f"{hidden} (evaluate with the base model the run was trained on; --model)")
+    max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
+    limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
+    prepared = [task.prepare(r) if task.prepare else r for r in records]
+    encs = [encode_example(task.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
+    cands = candidates(cfg, task, golds) if cfg.decode == "rank" else None
+    return EvalJob(model, tok, task.template, task.prompt, prepared, encs, cfg.decode, cfg.batch_size,
+                   max_new, one_line, cands, device, str(dtype).removeprefix("torch."))
+
+
+OnBatch = Callable[[list[tuple[int, dict]]], None]
+
+
+def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch | None = None) -> dict[int, dict]:
+    """``{index: {"prediction": …}}`` (+ ``"scores"`` with rank decoding) for the records with
+    ``todo[i]``; the others (done in an earlier run) are not decoded."""
+    from ptune_cli.evaluate.predict import generate_texts, rank_labels
+
+    encs = [e if want else None for e, want in zip(job.encodings, todo, strict=True)]
+
+    def keep(idx, preds, scores=None):
+        if on_batch is not None:
+            on_batch([(i, _fields(p, scores[k] if scores else None, job.candidates))
+                      for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
+
+    if job.decode == "rank":
+        preds, scores = rank_labels(job.model, job.tokenizer, job.template, job.records, encs, job.prompt,
+                                    job.candidates, batch_size=job.batch_size, on_progress=on_progress,
+                                    on_batch=keep)
+        out = [_fields(p, s, job.candidates) for p, s in zip(preds, scores, strict=True)]
+    else:
+        preds = generate_texts(job.model, job.tokenizer, encs, job.prompt, batch_size=job.batch_size,
+                               max_new_tokens=job.max_new_tokens, stop_at_newline=job.stop_at_newline,
+                               on_progress=on_progress, on_batch=keep)
+        out = [{"prediction": p} for p in preds]
+    return {i: f for i, f in enumerate(out) if todo[i]}
+
+
+def _fields(pred: str, scores, cands) -> dict:
+    out = {"prediction": pred}
+    if scores is not None:
+        out["scores"] = dict(zip(cands, scores, strict=True))
+    return out
+
+
+def _auto_max_new_tokens(tok, golds: list[str]) -> int:
+    """Longest gold answer in tokens + 8 (room for a wrong but longer answer and EOS)."""
+    if not golds:
+        return _DEFAULT_MAX_NEW_TOKENS
+    longest = max(len(tok(g, add_special_tokens=False)["input_ids"]) for g in set(golds))
+    return longest + 8
+
+
+def _max_positions(model) -> int:
+    cfg = model.config
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        v = getattr(cfg, name, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 4096

@@ -1,0 +1,157 @@
+"""``ptune eval`` top-down: check options and outputs → read the test file once → the task →
+the job (model + encodings) → decode, resuming an interrupted run → score → write.
+
+Three modes, one config (:class:`~ptune_cli.evaluate.config.EvalConfig`):
+
+* ``--run RUN_DIR --data TEST.jsonl`` — the base model + the run's prompts for the task;
+* ``--baseline zero|one|few --template FILE --data TEST.jsonl`` — the frozen model alone;
+* ``--predictions PRED.jsonl`` — score an existing predictions file, no model.
+
+:func:`run_eval` returns the results dict (metrics + ``meta``) and writes the requested files.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ptune_cli.errors import UserError
+from ptune_cli.evaluate.config import EvalConfig
+from ptune_cli.evaluate.job import Task, TestData, build_job, decode, load_task, task_template
+from ptune_cli.evaluate.meta import ResultsMeta, split_meta
+from ptune_cli.evaluate.metrics import resolve_metric, score
+from ptune_cli.io import (
+    check_fields,
+    check_outputs,
+    display_name,
+    iter_records,
+    write_json,
+    write_records,
+)
+from ptune_cli.options import validate
+
+
+def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
+    """Predict (unless scoring a predictions file), score, write ``-o`` / ``--predictions-out``.
+
+    ``on_total(n)`` is called once with the number of records to predict, ``on_progress(k)``
+    after each batch. Returns the results dict.
+    """
+    validate(cfg)
+    check_outputs({"-o": cfg.output, "--predictions-out": cfg.predictions_out},
+                  {"--data": cfg.data, "--predictions": cfg.predictions, "--train": cfg.train,
+                   "--template": cfg.template, "--normalize": cfg.normalize})
+    label_map = _label_map(cfg)  # a bad --normalize fails now, not after the generation
+    partial = None
+    if cfg.mode == "predictions":
+        results, pred_recs = score_predictions_file(cfg, label_map)
+    else:
+        results, pred_recs, partial = _predict_and_score(cfg, label_map, on_progress, on_total)
+    if cfg.predictions_out:
+        write_records(cfg.predictions_out, pred_recs)
+    if cfg.output:
+        write_json(cfg.output, results)
+    if partial is not None:
+        partial.remove()  # outputs are complete: nothing left to resume
+    return results
+
+
+def _base_meta(cfg: EvalConfig, run_meta: dict | None = None) -> ResultsMeta:
+    from ptune_cli import __version__
+
+    split = split_meta(cfg.data, run_meta)
+    for k in ("fold", "train_fraction", "sample"):
+        if getattr(cfg, k) is not None:
+            split[k] = getattr(cfg, k)
+    return ResultsMeta(mode=cfg.mode, data=display_name(cfg.data) if cfg.data else None,
+                       predictions=cfg.predictions, run=cfg.run, normalize=cfg.normalize,
+                       ptune_version=__version__, **split)
+
+
+def read_test_data(cfg: EvalConfig) -> TestData:
+    """The test file, read once (stdin works too)."""
+    return TestData(cfg.data, list(iter_records(cfg.data, {})))
+
+
+def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
+    data = read_test_data(cfg)
+    tpl, table = task_template(cfg, data)
+    required = {f: None for f in tpl.input_fields}
+    required[tpl.answer_field] = str
+    for lineno, rec in data.numbered:
+        check_fields(rec, data.path, lineno, required)
+    records = data.records
+    golds = [r[tpl.answer_field] for r in records]
+    metric = resolve_metric(cfg.metric, golds)
+    if cfg.decode == "rank" and metric != "accuracy":
+        raise UserError("--decode rank scores a closed label set: use it for classification (--metric accuracy)")
+    one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else not any("\n" in g for g in golds)
+    task = load_task(cfg, tpl, table, one_line)
+    from ptune_cli.evaluate.resume import PartialPredictions
+
+    partial = PartialPredictions.for_config(cfg)
+    job = build_job(cfg, task, records, golds, one_line)
+    done = partial.load() if partial else {}
+    todo = [i not in done for i in range(len(records))]
+    n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
+    if on_total:
+        on_total(n_new)
+    t0 = time.perf_counter()
+    fields = decode(job, todo, on_progress, partial.append if partial else None)
+    seconds = time.perf_counter() - t0
+    pred_recs = [{**rec, **(done[i] if i in done else fields[i])} for i, rec in enumerate(records)]
+    meta = _model_meta(cfg, task, job, metric, resumed=len(done))
+    meta.seconds = round(seconds, 3)
+    meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
+    results = score(golds, [r["prediction"] for r in pred_recs], metric, label_map)
+    results["meta"] = meta.to_dict()
+    return results, pred_recs, partial
+
+
+def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> ResultsMeta:
+    from ptune_cli.models import model_id
+
+    meta = _base_meta(cfg, task.run_meta)
+    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, cfg.decode
+    if cfg.mode == "baseline":
+        meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
+        meta.train, meta.seed = cfg.train, cfg.seed
+    meta.skipped = sum(e is None for e in job.encodings)
+    meta.resumed, meta.batch_size, meta.device, meta.dtype = resumed, cfg.batch_size, job.device, job.dtype
+    meta.max_new_tokens, meta.stop_at_newline, meta.candidates = job.max_new_tokens, job.stop_at_newline, job.candidates
+    return meta
+
+
+def score_predictions_file(cfg: EvalConfig, label_map=None) -> tuple[dict, list[dict]]:
+    """Score ``cfg.predictions`` (gold from its label field, or from ``cfg.data`` when given)."""
+    label_field = cfg.label_field or "label"
+    pf = cfg.prediction_field
+    if cfg.data:
+        golds = [r[label_field] for _, r in iter_records(cfg.data, {label_field: str})]
+        pred_recs = [r for _, r in iter_records(cfg.predictions, {pf: str})]
+        if len(golds) != len(pred_recs):
+            raise UserError(
+                f"{display_name(cfg.predictions)}: {len(pred_recs)} predictions but "
+                f"{display_name(cfg.data)} has {len(golds)} gold records (they must pair line by line)"
+            )
+    else:
+        pred_recs = [r for _, r in iter_records(cfg.predictions, {label_field: str, pf: str})]
+        golds = [r[label_field] for r in pred_recs]
+    results = score(golds, [r[pf] for r in pred_recs], cfg.metric, label_map)
+    meta = _base_meta(cfg)
+    meta.label_field, meta.prediction_field = label_field, pf
+    results["meta"] = meta.to_dict()
+    return results, pred_recs
+
+
+def _label_map(cfg: EvalConfig):
+    if not cfg.normalize:
+        return None
+    from ptune_cli.labels import load_label_map
+
+    try:
+        return load_label_map(cfg.normalize)
+    except UserError as e:
+        raise UserError(str(e).replace("--map", "--normalize")) from None
+
+
+__all__ = ["EvalConfig", "run_eval", "score_predictions_file", "split_meta"]
