@@ -22,6 +22,12 @@ from ptune_cli.errors import UserError
 
 _META = "ptune_option"
 
+# --precision of every command (train, eval, translate): one word list, one rule for auto
+# (models.torch_dtype); declare it as option("auto", aliases=PRECISION_ALIASES, help=PRECISION_HELP).
+Precision = Literal["auto", "fp32", "fp16", "bf16"]
+PRECISION_ALIASES = {"no": "fp32"}  # train's old word for fp32 (old scripts)
+PRECISION_HELP = "auto (fp32 on CPU; bf16 on GPUs that have it, else fp16), fp32, fp16, bf16."
+
 
 def option(
     default: Any = dataclasses.MISSING,

@@ -15,6 +15,7 @@ import pytest
 
 from ptune_cli.errors import UserError
 from ptune_cli.labels import load_label_map, parse_intent_slot
+from ptune_cli.options import validate
 from ptune_cli.translate import TranslateConfig, run_translate
 from ptune_cli.translate.cache import TranslationCache, namespace
 from ptune_cli.translate.engines import length_batches
@@ -237,7 +238,7 @@ def test_bad_input_is_a_user_error_with_location(tmp_path, rows, kw, message):
 
 def test_invalid_options_are_reported_together():
     with pytest.raises(UserError) as e:
-        TranslateConfig(beam_size=0, engine="x", max_tokens=0).validate()
+        validate(TranslateConfig(beam_size=0, engine="x", max_tokens=0))
     assert "--beam-size" in str(e.value) and "--engine" in str(e.value) and "--max-tokens" in str(e.value)
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ptune_cli.options import option
-
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
-PRECISION_HELP = "auto (fp32 on CPU; bf16 on GPUs that have it, else fp16), fp32, fp16, bf16."
+from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, option
 
 _PRED = "Prediction"
 _BASE = "Baseline (frozen model, no prompts)"
@@ -53,7 +50,7 @@ class EvalConfig:
     labels: list[str] | None = option(None, panel=_PRED, sep=",",
                                       help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
     device: str = option("auto", panel=_PRED, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
-    precision: Precision = option("auto", panel=_PRED, aliases={"no": "fp32"}, help=PRECISION_HELP)
+    precision: Precision = option("auto", panel=_PRED, aliases=PRECISION_ALIASES, help=PRECISION_HELP)
     stop_at_newline: bool | None = option(None, panel=_PRED, flag="--stop-at-newline/--no-stop-at-newline",
                                           show_default=False,
                                           help="Stop at the first newline (default: when no gold answer has a newline).")

@@ -19,8 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_records
+from ptune_cli.io import STDIO, check_outputs, display_name, dumps, iter_records, write_records
 from ptune_cli.labels import load_label_map
+from ptune_cli.options import output_settings, validate
 from ptune_cli.translate.cache import TranslationCache, namespace
 from ptune_cli.translate.config import TranslateConfig
 from ptune_cli.translate.fields import RecordPlan, assemble, first_pass, plan_record, second_pass
@@ -84,7 +85,8 @@ def translate_chunk(plans: list[RecordPlan], translator: Translator, cfg: Transl
 
 
 def _fingerprint(cfg: TranslateConfig, records: list[dict], world: int) -> str:
-    h = hashlib.sha256(f"{cfg.run_fingerprint()}|{world}".encode())
+    settings = json.dumps(output_settings(cfg), sort_keys=True, default=str)
+    h = hashlib.sha256(f"{settings}|{world}".encode())
     for r in records:
         h.update(dumps(r).encode())
         h.update(b"\n")
@@ -107,11 +109,15 @@ def run_translate(
     engine=None,
     reference: str | os.PathLike | None = None,
     reference_field: str | None = None,
+    report: str | os.PathLike | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Translate ``input`` to ``output`` (resuming an interrupted run of the same command);
-    returns the run report. ``on_progress(advance, total)`` is called as records finish."""
-    cfg.validate()
+    returns the run report. ``on_progress(advance, total)`` is called as records finish.
+    ``report``: where the caller will write the report (checked with the output, up front)."""
+    validate(cfg)
+    check_outputs({"-o": output, "--report": report},
+                  {"INPUT": input, "--reference": reference, "--lexicon": cfg.lexicon, "--cache": cfg.cache})
     t0 = time.perf_counter()
     lexicon = load_label_map(cfg.lexicon, flag="--lexicon")
     source = display_name(input)
