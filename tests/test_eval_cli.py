@@ -232,14 +232,16 @@ def test_killed_eval_resumes_from_partial(env, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_eval(cfg(out), on_progress=die)
     partial = tmp_path / "pred.jsonl.partial"
-    assert not out.exists() and len(partial.read_text().splitlines()) == 1 + 2
+    # the two finished predictions; the fingerprint lives beside them (ptune_cli.resumable)
+    assert not out.exists() and len(partial.read_text().splitlines()) == 2
+    assert (tmp_path / "pred.jsonl.partial.json").is_file()
     with open(partial, "a") as fh:
         fh.write('{"i": 5, "predi')  # torn line from a kill -9 mid-write
     totals = []
     res = run_eval(cfg(out), on_total=totals.append)
     assert totals == [4] and res["meta"]["resumed"] == 2
     assert _read(out) == _read(ref_out) and res["accuracy"] == ref["accuracy"]
-    assert not partial.exists()
+    assert not partial.exists() and not (tmp_path / "pred.jsonl.partial.json").exists()
     # other options -> other key: the stale sidecar is not reused
     with pytest.raises(KeyboardInterrupt):
         run_eval(cfg(out), on_progress=die)

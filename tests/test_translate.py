@@ -29,7 +29,7 @@ from ptune_cli.translate.quality import (
     is_repetitive,
     length_cap,
 )
-from ptune_cli.translate.resume import PartialOutput
+from ptune_cli.translate.runner import FlagTally
 from ptune_cli.translate.score import corpus_scores
 from ptune_cli.translate.shard import merge_shards, shard_indices
 
@@ -261,24 +261,11 @@ def test_cache_reuse_across_runs_and_namespaces(tmp_path):
     assert report["translated"] == 0 and report["cache_hits"] == len(set(first.calls))
 
 
-def test_partial_output_recovers_torn_line_and_restarts_on_new_fingerprint(tmp_path):
-    p = PartialOutput(tmp_path / "o.jsonl.partial", "fp1", "_f")
-    assert p.open() == 0
-    p.append([{"a": 1}, {"a": 2, "_f": ["x:repetition"]}])
-    p.close()
-    with (tmp_path / "o.jsonl.partial").open("ab") as fh:
-        fh.write(b'{"a": 3, "tor')  # killed mid-write
-    again = PartialOutput(tmp_path / "o.jsonl.partial", "fp1", "_f")
-    assert again.open() == 2 and again.flag_counts == {"repetition": 1}
-    again.append([{"a": 3}])
-    again.finish(tmp_path / "o.jsonl")
-    assert read_jsonl(tmp_path / "o.jsonl") == [{"a": 1}, {"a": 2, "_f": ["x:repetition"]}, {"a": 3}]
-    assert not (tmp_path / "o.jsonl.partial").exists()
-    other = PartialOutput(tmp_path / "p.partial", "fp1", "_f")
-    other.open()
-    other.append([{"a": 1}])
-    other.close()
-    assert PartialOutput(tmp_path / "p.partial", "fp2", "_f").open() == 0  # options changed
+def test_flags_are_tallied_over_resumed_and_new_records():
+    tally = FlagTally("_f")
+    tally.add([{"a": 1}, {"a": 2, "_f": ["x:repetition", "label:slot_projection:date"]}])
+    tally.add([{"a": 3, "_f": ["y:repetition"]}])
+    assert tally.records == 2 and tally.counts == {"repetition": 2, "slot_projection": 1}
 
 
 @pytest.mark.parametrize("n, world", [(0, 2), (1, 2), (7, 2), (10, 3), (5, 8)])

@@ -13,6 +13,7 @@ Three modes, one config (:class:`~ptune_cli.evaluate.config.EvalConfig`):
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from ptune_cli.errors import UserError
 from ptune_cli.evaluate.config import EvalConfig
@@ -20,6 +21,7 @@ from ptune_cli.evaluate.job import Task, TestData, build_job, decode, load_task,
 from ptune_cli.evaluate.meta import ResultsMeta, split_meta
 from ptune_cli.evaluate.metrics import resolve_metric, score
 from ptune_cli.io import (
+    STDIO,
     check_fields,
     check_outputs,
     display_name,
@@ -27,7 +29,14 @@ from ptune_cli.io import (
     write_json,
     write_records,
 )
-from ptune_cli.options import validate
+from ptune_cli.options import output_settings, validate
+from ptune_cli.resumable import (
+    ResumableJSONL,
+    file_digest,
+    fingerprint,
+    partial_path,
+    records_digest,
+)
 
 
 def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
@@ -51,7 +60,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     if cfg.output:
         write_json(cfg.output, results)
     if partial is not None:
-        partial.remove()  # outputs are complete: nothing left to resume
+        partial.discard()  # outputs are complete: nothing left to resume
     return results
 
 
@@ -86,17 +95,22 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
         raise UserError("--decode rank scores a closed label set: use it for classification (--metric accuracy)")
     one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else not any("\n" in g for g in golds)
     task = load_task(cfg, tpl, table, one_line)
-    from ptune_cli.evaluate.resume import PartialPredictions
-
-    partial = PartialPredictions.for_config(cfg)
     job = build_job(cfg, task, records, golds, one_line)
-    done = partial.load() if partial else {}
+    partial = _partial(cfg, data)
+    done = {int(r.pop("i")): r for r in partial.open()} if partial else {}
     todo = [i not in done for i in range(len(records))]
     n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
     if on_total:
         on_total(n_new)
     t0 = time.perf_counter()
-    fields = decode(job, todo, on_progress, partial.append if partial else None)
+    try:
+        fields = decode(job, todo, on_progress, partial and (lambda items: partial.append({"i": i, **f} for i, f in items)))
+    except BaseException:
+        if partial is not None:
+            partial.close()
+            if partial.done == 0:
+                partial.discard()  # nothing to resume from: leave no stray file
+        raise
     seconds = time.perf_counter() - t0
     pred_recs = [{**rec, **(done[i] if i in done else fields[i])} for i, rec in enumerate(records)]
     meta = _model_meta(cfg, task, job, metric, resumed=len(done))
@@ -105,6 +119,22 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     results = score(golds, [r["prediction"] for r in pred_recs], metric, label_map)
     results["meta"] = meta.to_dict()
     return results, pred_recs, partial
+
+
+def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:
+    """Finished predictions, kept batch by batch beside ``--predictions-out`` (else ``-o``) so
+    that a killed run resumes; None when both go to stdout or neither is given. The records
+    are ``{"i": index, "prediction": …}``: batches come in length order, not input order."""
+    target = next((t for t in (cfg.predictions_out, cfg.output) if t and t != STDIO), None)
+    if target is None:
+        return None
+    inputs = {"data": records_digest(data.records), "template": file_digest(cfg.template),
+              "train": file_digest(cfg.train)}
+    if cfg.run:
+        from ptune_cli.ptuning.table import PROMPT_META_FILE, PROMPT_TABLE_FILE
+
+        inputs["table"] = [file_digest(Path(cfg.run) / f) for f in (PROMPT_TABLE_FILE, PROMPT_META_FILE)]
+    return ResumableJSONL(partial_path(target), fingerprint(output_settings(cfg), inputs), created_by="ptune eval")
 
 
 def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> ResultsMeta:

@@ -4,12 +4,11 @@ Every record is planned (and validated) before the model is loaded, so bad input
 second with ``file:line: field``. Records are then processed in chunks of ``chunk_records``;
 each chunk's unique strings go through :class:`Translator` (memo → persistent cache → engine)
 and the finished records are appended to the partial output and fsynced. See
-:mod:`ptune_cli.translate.resume` for how a killed run continues.
+:mod:`ptune_cli.resumable` for how a killed run continues.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -19,14 +18,22 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ptune_cli.io import STDIO, check_outputs, display_name, dumps, iter_records, write_records
+from ptune_cli.io import STDIO, check_outputs, display_name, iter_records, write_records
 from ptune_cli.labels import load_label_map
 from ptune_cli.options import output_settings, validate
+from ptune_cli.resumable import (
+    SUFFIX,
+    ResumableJSONL,
+    file_digest,
+    fingerprint,
+    partial_path,
+    read_partial,
+    records_digest,
+)
 from ptune_cli.translate.cache import TranslationCache, namespace
 from ptune_cli.translate.config import TranslateConfig
 from ptune_cli.translate.fields import RecordPlan, assemble, first_pass, plan_record, second_pass
 from ptune_cli.translate.quality import Translation
-from ptune_cli.translate.resume import PartialOutput, read_partial
 from ptune_cli.translate.shard import merge_shards, process_context, shard_device, shard_indices
 
 # Test/demo hook: seconds to sleep after each written chunk (makes kill -9 tests deterministic).
@@ -85,20 +92,35 @@ def translate_chunk(plans: list[RecordPlan], translator: Translator, cfg: Transl
 
 
 def _fingerprint(cfg: TranslateConfig, records: list[dict], world: int) -> str:
-    settings = json.dumps(output_settings(cfg), sort_keys=True, default=str)
-    h = hashlib.sha256(f"{settings}|{world}".encode())
-    for r in records:
-        h.update(dumps(r).encode())
-        h.update(b"\n")
-    return h.hexdigest()
+    """What a resumed run must match: the input records, the options that change the output
+    and the number of processes (each shard's records depend on it)."""
+    return fingerprint(output_settings(cfg), {"input": records_digest(records), "processes": world,
+                                              "lexicon_file": file_digest(cfg.lexicon)})
 
 
 def _partial_path(output: str | os.PathLike, rank: int, world: int) -> Path:
     if str(output) == STDIO:
         return Path(tempfile.mkdtemp(prefix="ptune-translate-")) / "stdout.partial"
-    out = Path(output)
-    suffix = ".partial" if world == 1 else f".shard{rank}of{world}.partial"
-    return out.with_name(out.name + suffix)
+    return partial_path(output, SUFFIX if world == 1 else f".shard{rank}of{world}{SUFFIX}")
+
+
+def flag_kind(flag: str) -> str:
+    """``"label:slot_projection:date"`` -> ``"slot_projection"``."""
+    parts = flag.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+class FlagTally:
+    """Flagged records and flag kinds over everything written (resumed records included)."""
+
+    def __init__(self, flags_field: str):
+        self.flags_field, self.counts, self.records = flags_field, Counter(), 0
+
+    def add(self, records: list[dict]) -> None:
+        for rec in records:
+            flags = rec.get(self.flags_field) or []
+            self.records += bool(flags)
+            self.counts.update(flag_kind(f) for f in flags)
 
 
 def run_translate(
@@ -131,9 +153,11 @@ def run_translate(
 
         gold = reference_texts(reference, len(plans), pairs, reference_field)
     mine = shard_indices(len(plans), ctx.rank, ctx.world)
-    partial = PartialOutput(_partial_path(output, ctx.rank, ctx.world),
-                            _fingerprint(cfg, [r for _, r in numbered], ctx.world), cfg.flags_field)
-    resumed = partial.open()
+    partial = ResumableJSONL(_partial_path(output, ctx.rank, ctx.world),
+                             _fingerprint(cfg, [r for _, r in numbered], ctx.world), created_by="ptune translate")
+    tally = FlagTally(cfg.flags_field)
+    tally.add(partial.open())
+    resumed = partial.done
     if on_progress:
         on_progress(resumed, len(mine))
     stats, how = Counter(), Counter()
@@ -145,7 +169,7 @@ def run_translate(
 
                 cfg.device = shard_device(cfg.device, ctx)
                 engine = load_engine(cfg)
-            stats, how = _translate_all(plans, todo, engine, cfg, partial, on_progress)
+            stats, how = _translate_all(plans, todo, engine, cfg, partial, tally, on_progress)
         except BaseException:
             # nothing to resume from (or stdout, which can't resume): leave no stray files
             if partial.done == 0 or str(output) == STDIO:
@@ -154,7 +178,7 @@ def run_translate(
                     shutil.rmtree(partial.path.parent, ignore_errors=True)
             raise
     totals = {"resumed_records": resumed, "records_written": partial.done,
-              "flagged_records": partial.flagged_records, "flags": dict(partial.flag_counts),
+              "flagged_records": tally.records, "flags": dict(tally.counts),
               "stats": dict(stats), "slot_projection": dict(how)}
     final, totals = _finish(partial, output, ctx, len(plans), totals)
     report = _report(cfg, source, output, engine, len(plans), totals, ctx, time.perf_counter() - t0)
@@ -168,7 +192,7 @@ def run_translate(
     return report
 
 
-def _translate_all(plans, todo, engine, cfg, partial, on_progress):
+def _translate_all(plans, todo, engine, cfg, partial, tally, on_progress):
     cache = TranslationCache(cfg.cache_path() if cfg.use_cache else None,
                              namespace(engine.fingerprint, cfg.decoding_options()))
     translator = Translator(engine, cache)
@@ -179,6 +203,7 @@ def _translate_all(plans, todo, engine, cfg, partial, on_progress):
             chunk = [plans[i] for i in todo[start : start + cfg.chunk_records]]
             records, chunk_how = translate_chunk(chunk, translator, cfg)
             partial.append(records)
+            tally.add(records)
             how.update(chunk_how)
             if on_progress:
                 on_progress(len(records), 0)
@@ -201,7 +226,7 @@ def _sum_totals(parts: list[dict]) -> dict:
     return {k: dict(v) if isinstance(v, Counter) else v for k, v in out.items()}
 
 
-def _finish(partial: PartialOutput, output, ctx, n: int, totals: dict) -> tuple[list[dict] | None, dict]:
+def _finish(partial: ResumableJSONL, output, ctx, n: int, totals: dict) -> tuple[list[dict] | None, dict]:
     """Put the output in place (rank 0 merges the shards); returns the records when they went
     to stdout, and the totals over all processes (rank 0; other ranks: their own)."""
     if str(output) == STDIO:
@@ -223,7 +248,7 @@ def _finish(partial: PartialOutput, output, ctx, n: int, totals: dict) -> tuple[
         sidecars = [p.with_name(p.name + ".totals.json") for p in paths]
         totals = _sum_totals([json.loads(s.read_text(encoding="utf-8")) for s in sidecars])
         for p, s in zip(paths, sidecars, strict=True):
-            PartialOutput(p, "", partial.flags_field).discard()
+            ResumableJSONL(p, "").discard()
             s.unlink(missing_ok=True)
     ctx.barrier()
     return None, totals

@@ -1,0 +1,152 @@
+"""Resumable JSONL output: what a killed ``ptune translate`` / ``ptune eval`` continues from.
+
+Finished records are appended to ``OUTPUT.partial`` and fsynced before the command goes on;
+``OUTPUT.partial.json`` beside it holds the run's *fingerprint*: the digests of the inputs'
+contents plus ``options.output_settings(cfg)`` (the config fields declared with
+``affects_output=True``; nothing else decides whether a run may resume). A rerun:
+
+* with the same fingerprint keeps every complete record and continues after the last one;
+  a torn last line (``kill -9`` mid-write: no newline, or not JSON) is cut off, always;
+* with another fingerprint (other inputs or options) starts over.
+
+When the run is done, :meth:`ResumableJSONL.finish` renames the partial file onto the output
+(atomic: the output is either absent or whole) — or, where the output is not the records
+themselves (``ptune eval`` writes metrics and records in input order),
+:meth:`ResumableJSONL.discard` removes it once the outputs are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from ptune_cli.io import STDIO, dumps
+
+SUFFIX = ".partial"
+
+
+def file_digest(path: str | os.PathLike | None) -> str | None:
+    """sha256 of a file's bytes (None for no file, stdin or a missing path)."""
+    if not path or str(path) == STDIO or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def records_digest(records: Iterable[Mapping[str, Any]]) -> str:
+    """sha256 of records as read (works for stdin, which cannot be read twice)."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(dumps(r).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def fingerprint(settings: Mapping[str, Any], inputs: Mapping[str, Any]) -> str:
+    """The run's identity: ``settings`` (``options.output_settings(cfg)``) and ``inputs``
+    (name -> content digest, or any JSON value that must match, e.g. the process count)."""
+    blob = json.dumps({"settings": settings, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def partial_path(output: str | os.PathLike, suffix: str = SUFFIX) -> Path:
+    """``OUTPUT.partial`` (``suffix`` e.g. ``.shard0of2.partial`` for one process's share)."""
+    out = Path(output)
+    return out.with_name(out.name + suffix)
+
+
+class ResumableJSONL:
+    """An append-only JSONL file of finished records plus its fingerprint sidecar."""
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str, *, created_by: str = "ptune"):
+        self.path = Path(path)
+        self.meta = self.path.with_name(self.path.name + ".json")
+        self.fingerprint = fingerprint
+        self.created_by = created_by
+        self.done = 0  # complete records in the file
+        self._fh = None
+
+    def open(self) -> list[dict]:
+        """Open for appending; returns the records an earlier run with the same fingerprint
+        finished (and cuts off a torn last line), else ``[]`` and starts the file afresh."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        records = self._recover() if self._same_run() else None
+        if records is None:
+            records = []
+            self.path.write_bytes(b"")
+            tmp = self.meta.with_name(self.meta.name + ".tmp")
+            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "created_by": self.created_by}),
+                           encoding="utf-8")
+            os.replace(tmp, self.meta)
+        self.done = len(records)
+        self._fh = self.path.open("ab")
+        return records
+
+    def _same_run(self) -> bool:
+        if not (self.meta.is_file() and self.path.is_file()):
+            return False
+        try:
+            return json.loads(self.meta.read_text(encoding="utf-8")).get("fingerprint") == self.fingerprint
+        except (OSError, ValueError, AttributeError):
+            return False
+
+    def _recover(self) -> list[dict]:
+        """The complete records; the file is cut after the last of them."""
+        records, good = [], 0
+        with self.path.open("rb") as fh:
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break  # torn write
+                try:
+                    rec = json.loads(raw)
+                except ValueError:
+                    break
+                if not isinstance(rec, dict):
+                    break
+                records.append(rec)
+                good += len(raw)
+        with self.path.open("r+b") as fh:
+            fh.truncate(good)
+            os.fsync(fh.fileno())
+        return records
+
+    def append(self, records: Iterable[Mapping[str, Any]]) -> None:
+        """Write finished records and make them durable before returning."""
+        data = [(dumps(r) + "\n").encode("utf-8") for r in records]
+        self._fh.write(b"".join(data))
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self.done += len(data)
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+    def finish(self, target: str | os.PathLike | None) -> None:
+        """Rename onto ``target`` (None: keep the partial, e.g. a shard awaiting its merge)."""
+        self.close()
+        if target is not None:
+            os.replace(self.path, target)
+            self.meta.unlink(missing_ok=True)
+
+    def discard(self) -> None:
+        """Remove the partial file and its fingerprint (nothing left to resume)."""
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.meta.unlink(missing_ok=True)
+
+
+def read_partial(path: str | os.PathLike) -> list[dict]:
+    """The records of a finished partial / shard file."""
+    with Path(path).open("rb") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
