@@ -248,3 +248,52 @@ def test_killed_eval_resumes_from_partial(env, tmp_path):
     totals = []
     res = run_eval(cfg(out, max_new_tokens=3), on_total=totals.append)
     assert totals == [6] and res["meta"]["resumed"] == 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--run", "{run}", "--data", "{test}", "-o", "{test}"], "-o {test} is also --data"),
+        (["--run", "{run}", "--data", "{test}", "--predictions-out", "{test}"], "--predictions-out {test} is also --data"),
+        (["--predictions", "{test}", "-o", "{test}"], "-o {test} is also --predictions"),
+        (["--run", "{run}", "--data", "{test}", "-o", "{copy}", "--predictions-out", "{copy}"],
+         "--predictions-out and -o are the same file"),
+        (["--run", "{run}", "--data", "{test}", "-o", "{folder}"], "-o {folder}: is a folder"),
+    ],
+)
+def test_outputs_are_checked_before_any_work(env, tmp_path, monkeypatch, args, message):
+    """Output = input would replace the test set; a folder as -o used to fail after the whole
+    generation and leave <folder>.partial behind."""
+    import ptune_cli.evaluate.runner as runner
+
+    def no_model(*a, **k):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(runner, "build_job", no_model)
+    test = tmp_path / "test.jsonl"
+    test.write_bytes(open(env["test"], "rb").read())
+    (tmp_path / "folder").mkdir()
+    paths = {"run": env["run"], "test": test, "copy": tmp_path / "copy.json", "folder": tmp_path / "folder"}
+    r = invoke(*[a.format(**paths) for a in args])
+    assert r.exit_code == 1, r.output
+    assert message.format(**paths) in r.output and "Traceback" not in r.output
+    assert test.read_bytes() == open(env["test"], "rb").read()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder", "test.jsonl"]
+
+
+def test_eval_prints_no_warnings(env, tmp_path):
+    """Every eval used to print transformers' `past_key_values` deprecation (a FutureWarning
+    and a logger line): the KV cache now goes under the name the release expects."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-m", "ptune_cli", "eval", "--run", env["run"], "--data", env["test"],
+         "-o", str(tmp_path / "r.json"), "--batch-size", "3"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not [line for line in proc.stderr.splitlines() if "arn" in line or "deprecat" in line.lower()], proc.stderr

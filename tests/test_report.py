@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -99,6 +100,34 @@ def test_bad_inputs(tmp_path, fold_files):
     mixed = fold_files + [_write(tmp_path, "is.json", score(["Intent: a"], ["Intent: a"]))]
     with pytest.raises(UserError, match="mix metrics"):
         summarize(load_results(mixed))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{incomplete}"], "incomplete.json: field 'accuracy': missing"),
+        (["{islot}"], "islot.json: field 'slot.f1': missing"),
+        (["{badfold}"], "badfold.json: field 'meta.fold': expected a number, got str"),
+        (["{f0}", "{f1}", "{f0}"], "fold_00/results.json: given twice"),
+        ([], "no results files given"),
+        (["{f0}", "-o", "{f0}"], "-o {f0} is also RESULTS"),
+    ],
+)
+def test_bad_results_are_one_line_errors(tmp_path, fold_files, args, message):
+    paths = {
+        "incomplete": _write(tmp_path, "incomplete.json", {"metric": "accuracy", "n": 10}),
+        "islot": _write(tmp_path, "islot.json", {"metric": "intent-slot", "n": 1, "exact_match": 0.0,
+                                                 "intent": {"accuracy": 1, "precision": 1, "recall": 1, "f1": 1},
+                                                 "slot": {"precision": 1, "recall": 1}}),
+        "badfold": _write(tmp_path, "badfold.json", _acc_result(5, 10, fold="one")),
+        "f0": fold_files[0], "f1": fold_files[1],
+    }
+    before = Path(fold_files[0]).read_text()
+    r = CliRunner().invoke(app, ["report", *[a.format(**paths) for a in args]])
+    assert r.exit_code == 1, r.output
+    assert message.format(**paths) in r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert Path(fold_files[0]).read_text() == before
 
 
 def test_results_markdown_rows():

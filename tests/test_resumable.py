@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from ptune_cli.resumable import ResumableJSONL, file_digest, fingerprint, partial_path, records_digest
+from ptune_cli.resumable import (
+    ResumableJSONL,
+    file_digest,
+    fingerprint,
+    partial_path,
+    records_digest,
+)
 
 
 def _lines(path):

@@ -344,3 +344,14 @@ def test_unavailable_device_is_a_user_error(device, message):
     with pytest.raises(UserError, match=re.escape(message)):
         resolve_device(device)
     assert resolve_device("cpu") == "cpu"
+
+
+def test_output_over_the_input_is_refused_before_any_work(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "good coffee"}])
+    engine = WordEngine()
+    cfg = TranslateConfig(model="unused", use_cache=False, label_format="keep")
+    with pytest.raises(UserError, match=r"^-o .*in.jsonl is also INPUT"):
+        run_translate(src, src, cfg, engine=engine)
+    with pytest.raises(UserError, match=r"^-o .*: is a folder"):
+        run_translate(src, tmp_path, cfg, engine=engine)
+    assert engine.calls == [] and sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

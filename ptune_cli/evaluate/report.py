@@ -13,7 +13,7 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from ptune_cli.errors import UserError
+from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.meta import fold_in_path
 from ptune_cli.evaluate.metrics import headline
 
@@ -49,22 +49,63 @@ def run_report(cfg) -> tuple[dict, str]:
 
 
 def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
-    """Read results JSON files written by ``ptune eval``; UserError naming the bad file."""
+    """Read results JSON files written by ``ptune eval``; UserError naming the bad file (and
+    field). The same file given twice (overlapping globs) is refused: it would count as two
+    folds and shrink the std."""
     if not paths:
         raise UserError("no results files given (pass one or more RESULTS.json)")
-    out = []
+    out: list[tuple[str, dict]] = []
+    seen: dict[Path, str] = {}
     for p in paths:
         path = Path(p)
         if not path.is_file():
             raise UserError(f"{path}: no such results file")
+        key = path.resolve()
+        if key in seen:
+            raise UserError(f"{path}: given twice (also as {seen[key]}); each results file counts once")
+        seen[key] = str(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise UserError(f"{path}: not a results JSON file ({e})") from None
         if not isinstance(data, dict) or data.get("metric") not in DEFAULT_PLOT_KEYS:
             raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot)")
+        _check_results(path, data)
         out.append((str(path), data))
     return out
+
+
+# the numbers a summary reads, per metric (nested keys as "intent.f1")
+_REQUIRED = {
+    "accuracy": ("accuracy",),
+    "intent-slot": ("intent.accuracy", "intent.precision", "intent.recall", "intent.f1",
+                    "slot.precision", "slot.recall", "slot.f1", "exact_match"),
+}
+
+
+def _number(x) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _check_results(path: Path, data: dict) -> None:
+    """Every number the summary reads is there (one line naming the file and the field)."""
+    for key in _REQUIRED[data["metric"]]:
+        value = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            raise UserError(f"{at(path, field=key)}: missing (not a complete results file of `ptune eval`)")
+        if not _number(value):
+            raise UserError(f"{at(path, field=key)}: expected a number, got {type(value).__name__}")
+    if "n" in data and not (isinstance(data["n"], int) and not isinstance(data["n"], bool)):
+        raise UserError(f"{at(path, field='n')}: expected an integer, got {type(data['n']).__name__}")
+    meta = data.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise UserError(f"{at(path, field='meta')}: expected an object, got {type(meta).__name__}")
+    for key, ok in (("fold", lambda v: isinstance(v, int) and not isinstance(v, bool)), ("train_fraction", _number)):
+        v = (meta or {}).get(key)
+        if v is not None and not ok(v):
+            raise UserError(f"{at(path, field='meta.' + key)}: expected a number, got {type(v).__name__}")
 
 
 def _row(index: int, path: str, res: dict) -> dict:
