@@ -1,4 +1,4 @@
-"""Metric definitions (REFERENCE.md, "Evaluation definitions") against hand-computed tables."""
+"""Metric definitions (README.md, `ptune eval`, "Metrics") against hand-computed tables."""
 
 from __future__ import annotations
 

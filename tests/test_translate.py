@@ -18,7 +18,6 @@ from ptune_cli.labels import load_label_map, parse_intent_slot
 from ptune_cli.options import validate
 from ptune_cli.translate import TranslateConfig, run_translate
 from ptune_cli.translate.cache import TranslationCache, namespace
-from ptune_cli.translate.engines import length_batches
 from ptune_cli.translate.projection import locate, mark_spans, read_marked
 from ptune_cli.translate.quality import (
     EMPTY_OUTPUT,
@@ -31,6 +30,7 @@ from ptune_cli.translate.quality import (
 )
 from ptune_cli.translate.runner import FlagTally
 from ptune_cli.translate.score import corpus_scores
+from ptune_cli.translate.seq2seq import length_batches
 from ptune_cli.translate.shard import merge_shards, shard_indices
 
 WORDS = {

@@ -1,4 +1,6 @@
-"""Scoring: classification accuracy and intent/slot P/R/F1, exactly as defined in REFERENCE.md.
+"""Scoring: classification accuracy and intent/slot P/R/F1, as defined in README.md (`ptune eval`, "Metrics").
+
+The definitions, in short:
 
 * Classification: the text up to the first newline, stripped, lowercased, trailing punctuation
   removed, then mapped through the label normalization (if any); gold goes through the same.
@@ -16,9 +18,11 @@ from collections import Counter
 from collections.abc import Sequence
 
 from ptune_cli.errors import UserError
+from ptune_cli.evaluate.config import EvalConfig
 from ptune_cli.labels import LabelMap, label_key, looks_like_intent_slot, parse_intent_slot
+from ptune_cli.options import choices
 
-METRICS = ("auto", "accuracy", "intent-slot")
+METRICS = choices(EvalConfig, "metric")  # declared once, on EvalConfig.metric
 
 
 def ratio(num: float, den: float) -> float:

@@ -72,9 +72,5 @@ class TranslationCache:
         self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?)", rows)
         self.db.commit()
 
-    def count(self) -> int:
-        """Entries in the whole file (all namespaces)."""
-        return self.db.execute("SELECT COUNT(*) FROM translations").fetchone()[0]
-
     def close(self) -> None:
         self.db.close()

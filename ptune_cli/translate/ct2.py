@@ -16,13 +16,13 @@ from pathlib import Path
 
 from ptune_cli.errors import UserError
 from ptune_cli.translate.config import TranslateConfig, default_cache_dir
-from ptune_cli.translate.engines import (
+from ptune_cli.translate.quality import Translation, check_output, length_cap
+from ptune_cli.translate.seq2seq import (
     length_batches,
     load_tokenizer,
     model_fingerprint,
     target_start_token,
 )
-from ptune_cli.translate.quality import Translation, check_output, length_cap
 
 
 def _compute_type(cfg: TranslateConfig, device: str) -> str:

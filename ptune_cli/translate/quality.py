@@ -11,7 +11,6 @@ from dataclasses import dataclass
 LENGTH_CAP = "length_cap"  # the model did not finish before the length cap (likely truncated)
 REPETITION = "repetition"  # the output repeats a word or phrase far more than the source
 EMPTY_OUTPUT = "empty_output"  # non-empty source, empty translation
-OUTPUT_FLAGS = (LENGTH_CAP, REPETITION, EMPTY_OUTPUT)
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from ptune_cli.translate.shard import merge_shards, process_context, shard_devic
 
 # Test/demo hook: seconds to sleep after each written chunk (makes kill -9 tests deterministic).
 DELAY_ENV = "PTUNE_TRANSLATE_CHUNK_DELAY"
-STAT_KEYS = ("strings", "translated", "cache_hits", "deduplicated", "empty_skipped", "translate_seconds")
 
 
 class Translator:
