@@ -193,6 +193,9 @@ def test_precision_and_device_reach_the_model(env, tmp_path):
     assert meta["device"] == "cpu" and meta["dtype"] == "bfloat16"
     r = invoke("--run", env["run"], "--data", env["test"], "-o", res_p)
     assert json.loads(res_p.read_text())["meta"]["dtype"] == "float32"  # auto on CPU
+    r = invoke("--run", env["run"], "--data", env["test"], "-o", res_p, "--precision", "no")
+    assert r.exit_code == 0, r.output  # train's old word for fp32, the same on every command
+    assert json.loads(res_p.read_text())["meta"]["dtype"] == "float32"
 
 
 def test_meta_from_kfold_manifest(env, tmp_path):
@@ -297,3 +300,39 @@ def test_eval_prints_no_warnings(env, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not [line for line in proc.stderr.splitlines() if "arn" in line or "deprecat" in line.lower()], proc.stderr
+
+
+def test_eval_resumes_after_kill_9(env, tmp_path):
+    """A real SIGKILL between batches: the rerun predicts only what is missing, and the outputs
+    equal an uninterrupted run's (no record lost, none twice)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from ptune_cli.evaluate.runner import DELAY_ENV
+
+    out, partial = tmp_path / "pred.jsonl", tmp_path / "pred.jsonl.partial"
+    args = ["eval", "--run", env["run"], "--data", env["test"], "--predictions-out", str(out), "--batch-size", "1"]
+    proc = subprocess.Popen([sys.executable, "-m", "ptune_cli", *args], cwd=Path(__file__).resolve().parents[1],
+                            env={**os.environ, DELAY_ENV: "0.5"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if partial.exists() and partial.read_bytes().count(b"\n") >= 2:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    written = partial.read_bytes().count(b"\n")
+    assert 2 <= written < 6
+    res_p = tmp_path / "r.json"
+    r = invoke(*args[1:], "-o", res_p)
+    assert r.exit_code == 0, r.output
+    assert json.loads(res_p.read_text())["meta"]["resumed"] == written
+    assert invoke(*args[1:-4], "--predictions-out", tmp_path / "fresh.jsonl").exit_code == 0
+    assert _read(out) == _read(tmp_path / "fresh.jsonl")
+    assert not partial.exists()

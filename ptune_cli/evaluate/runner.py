@@ -12,6 +12,7 @@ Three modes, one config (:class:`~ptune_cli.evaluate.config.EvalConfig`):
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -37,6 +38,9 @@ from ptune_cli.resumable import (
     partial_path,
     records_digest,
 )
+
+# Test hook: seconds to sleep after each kept batch (makes kill -9 tests deterministic).
+DELAY_ENV = "PTUNE_EVAL_BATCH_DELAY"
 
 
 def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
@@ -104,7 +108,7 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
         on_total(n_new)
     t0 = time.perf_counter()
     try:
-        fields = decode(job, todo, on_progress, partial and (lambda items: partial.append({"i": i, **f} for i, f in items)))
+        fields = decode(job, todo, on_progress, _keeper(partial))
     except BaseException:
         if partial is not None:
             partial.close()
@@ -119,6 +123,20 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     results = score(golds, [r["prediction"] for r in pred_recs], metric, label_map)
     results["meta"] = meta.to_dict()
     return results, pred_recs, partial
+
+
+def _keeper(partial: ResumableJSONL | None):
+    """``on_batch`` for decoding: each finished batch made durable in the partial file."""
+    if partial is None:
+        return None
+    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
+
+    def keep(items: list[tuple[int, dict]]) -> None:
+        partial.append({"i": i, **fields} for i, fields in items)
+        if delay:
+            time.sleep(delay)
+
+    return keep
 
 
 def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:
