@@ -2,7 +2,8 @@
 
 The chain inside: :mod:`.config` (options) → :mod:`.fields` (what to translate per record,
 label handling, slot projection via :mod:`.projection`) → :mod:`.runner` (chunks, cache,
-resume, sharding) → :mod:`.engines` / :mod:`.ct2` (the models) → :mod:`.score` (sacrebleu).
+resume via :mod:`ptune_cli.resumable`, sharding in :mod:`.shard`) → :mod:`.engines` / :mod:`.ct2`
+(the models; what both share in :mod:`.seq2seq`) → :mod:`.score` (sacrebleu).
 
 Python use::
 
