@@ -241,8 +241,24 @@ def test_precision_bf16_with_lstm_encoder_on_cpu(tiny_lm_dir, data, tmp_path):
     # the encoder runs in float32 outside autocast: CPU autocast has no bf16 LSTM kernel
     r = run_train(cfg(tiny_lm_dir, data, tmp_path / "bf16", encoder="lstm", precision="bf16", max_steps=2))
     assert r.steps == 2 and load_prompt_table(tmp_path / "bf16").prompts["sentiment-task"].dtype == torch.float32
-    # accelerate's process-wide state must not refuse another precision in the same process
-    assert run_train(cfg(tiny_lm_dir, data, tmp_path / "fp32", max_steps=1)).steps == 1
+    # accelerate's process-wide state must not refuse another precision in the same process;
+    # 'no' (train's old word) is kept as an alias of fp32
+    assert run_train(cfg(tiny_lm_dir, data, tmp_path / "fp32", precision="no", max_steps=1)).steps == 1
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["config"]["precision"] == "fp32"
+
+
+def test_precision_words_match_eval_and_translate(monkeypatch):
+    from ptune_cli.training.accelerator import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [mixed_precision(p) for p in ("auto", "fp32", "fp16", "bf16")] == ["no", "no", "fp16", "bf16"]
+    # auto on a GPU: bf16 where it has it, else fp16 (models.torch_dtype's rule)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for has_bf16, want in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda has=has_bf16: has)
+        assert mixed_precision("auto") == want
+    with pytest.raises(UserError, match="--precision must be one of auto, fp32, fp16, bf16, got 'fp8'"):
+        run_train(TrainConfig(train="t", output="o", template="t.json", precision="fp8"))
 
 
 def test_cli_reports_skipped_validation_examples(tiny_lm_dir, data, tmp_path):

@@ -3,11 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from ptune_cli.cli._app import app, example, progress, stderr_console
+from ptune_cli.options import typer_command
+from ptune_cli.training.config import TrainConfig
 
 
 def _mb(n: int) -> str:
@@ -63,62 +61,31 @@ class _Reporter:
         c.print(f"prompt table → {r.run_dir}/prompt_table.safetensors ({', '.join(r.existing_tasks + r.tasks)})")
 
 
-@app.command(
-    "train",
-    epilog=example(
-        "ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl --template templates/sv-sentiment.json -o runs/sent-00",
-        "ptune train --train assistant.jsonl --template templates/sv-intent-slot.json --existing runs/sent-00 -o runs/sent+intent",
-        "accelerate launch -m ptune_cli train --train t.jsonl --template templates/en-sentiment.json --model HuggingFaceTB/SmolLM2-135M -o runs/x",
-    ),
-)
-def train_cmd(
-    train: Annotated[str, typer.Option("--train", help="Training records (JSONL; 'taskname' picks the template).")],
-    output: Annotated[str, typer.Option("-o", "--output", help="Run directory (prompt table, config, log, checkpoint).")],
-    template: Annotated[str, typer.Option("--template", help="Task template JSON (NeMo keys), see templates/.")],
-    val: Annotated[str | None, typer.Option("--val", help="Validation records: early stopping, best checkpoint exported.")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Hub id, local folder or .gguf file. Default: the packaged SmolLM2-135M (offline), or --existing's model.")] = None,
-    encoder: Annotated[str, typer.Option("--encoder", help="lstm (BiLSTM+MLP, NeMo) | mlp | embedding (prompt tuning).")] = "lstm",
-    encoder_hidden: Annotated[int | None, typer.Option("--encoder-hidden", help="Encoder width (default: h/2 per LSTM direction, h for mlp).")] = None,
-    init: Annotated[str, typer.Option("--init", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings of the text).")] = "random",
-    epochs: Annotated[int, typer.Option("--epochs", help="Passes over --train.")] = 10,
-    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Optimizer steps (overrides --epochs).")] = None,
-    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for embedding).")] = 3e-3,
-    weight_decay: Annotated[float, typer.Option("--weight-decay")] = 0.01,
-    warmup_steps: Annotated[int | None, typer.Option("--warmup-steps", help="Linear warmup, then cosine decay (default min(50, 10% of steps)).")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Examples per process and micro-batch.")] = 8,
-    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches per optimizer step.")] = 1,
-    grad_clip: Annotated[float, typer.Option("--grad-clip")] = 1.0,
-    max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per example incl. virtual ones (default min(context, 1024)); longer: truncate_field is cut, else skipped.")] = None,
-    precision: Annotated[str, typer.Option("--precision", help="no | fp16 | bf16 (autocast).")] = "no",
-    seed: Annotated[int, typer.Option("--seed")] = 42,
-    eval_every: Annotated[int | None, typer.Option("--eval-every", help="Steps between val evaluations (default: each epoch).")] = None,
-    early_stopping_patience: Annotated[int | None, typer.Option("--early-stopping-patience", help="Stop after this many evaluations without val improvement (0: off).")] = 10,
-    min_delta: Annotated[float, typer.Option("--min-delta", help="Val improvement that counts.")] = 0.001,
-    save_every: Annotated[int, typer.Option("--save-every", help="Steps between checkpoints.")] = 50,
-    existing: Annotated[str | None, typer.Option("--existing", help="Earlier run dir: its tasks' prompts are kept (byte-identical), new tasks trained.")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in -o from its last checkpoint.")] = False,
-    report_to: Annotated[str, typer.Option("--report-to", help="none | tensorboard | wandb.")] = "none",
-) -> None:
-    """P-tune a frozen causal LM: train virtual-token prompts for the template's tasks.
+_HELP = """P-tune a frozen causal LM: train virtual-token prompts for the template's tasks.
 
-    Writes RUN_DIR/prompt_table.safetensors (taskname → [T, hidden]) + prompt_table.json
-    (base model, templates, hyperparameters) for `ptune eval`, plus config.json, log.jsonl
-    (step, loss, lr, val_loss, tokens/s) and checkpoint/ (for --resume). Works on CPU and
-    under `accelerate launch`.
-    """
-    from ptune_cli.training import TrainConfig, run_train
+Writes RUN_DIR/prompt_table.safetensors (taskname → [T, hidden]) + prompt_table.json
+(base model, templates, hyperparameters) for `ptune eval`, plus config.json, log.jsonl
+(step, loss, lr, val_loss, tokens/s) and checkpoint/ (for --resume). Works on CPU and
+under `accelerate launch`.
+"""
 
-    cfg = TrainConfig(
-        train=train, output=output, template=template, val=val, model=model, encoder=encoder,
-        encoder_hidden=encoder_hidden, init=init, epochs=epochs, max_steps=max_steps, lr=lr,
-        weight_decay=weight_decay, warmup_steps=warmup_steps, batch_size=batch_size,
-        grad_accum=grad_accum, grad_clip=grad_clip, max_length=max_length, precision=precision,
-        seed=seed, eval_every=eval_every, early_stopping_patience=early_stopping_patience,
-        min_delta=min_delta, save_every=save_every, existing=existing, resume=resume, report_to=report_to,
-    )
+
+def _train(cfg) -> None:
+    from ptune_cli.training import run_train
+
     reporter = _Reporter()
     try:
         run_train(cfg, on_event=reporter)
     finally:
         if reporter.bar is not None:
             reporter.bar.stop()
+
+
+typer_command(
+    app, "train", TrainConfig, _train, help=_HELP,
+    epilog=example(
+        "ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl --template templates/sv-sentiment.json -o runs/sent-00",
+        "ptune train --train assistant.jsonl --template templates/sv-intent-slot.json --existing runs/sent-00 -o runs/sent+intent",
+        "accelerate launch -m ptune_cli train --train t.jsonl --template templates/en-sentiment.json --model HuggingFaceTB/SmolLM2-135M -o runs/x",
+    ),
+)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +14,10 @@ import torch
 
 from ptune_cli.errors import UserError
 from ptune_cli.io import write_json
+from ptune_cli.options import validate
 from ptune_cli.ptuning.data import collate, make_batches, shard
 from ptune_cli.ptuning.model import answer_loss
+from ptune_cli.training.accelerator import make_accelerator
 from ptune_cli.training.checkpoint import save_checkpoint, set_rng_state
 from ptune_cli.training.config import TrainConfig
 from ptune_cli.training.export import export_table, param_counts
@@ -58,39 +59,6 @@ class _State:
     stopped_early: bool = False
 
 
-def _accelerator(cfg: TrainConfig):
-    from accelerate import Accelerator
-    from accelerate.utils import (
-        DistributedDataParallelKwargs,
-        is_tensorboard_available,
-        is_wandb_available,
-    )
-
-    available = {"none": True, "tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
-    if not available[cfg.report_to]:
-        raise UserError(f"--report-to {cfg.report_to}: the {cfg.report_to} package is not installed (pip install {cfg.report_to})")
-
-    # Several processes but no GPU (torchrun, `accelerate launch --multi_gpu` on a CPU box):
-    # accelerate only picks the gloo CPU backend when told the run is on CPU.
-    cpu = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
-    # accelerate keeps mixed precision process-wide: a second run_train in the same process
-    # (Python API, tests) with another --precision was refused. The process group is kept.
-    from accelerate.state import AcceleratorState
-
-    AcceleratorState._reset_state()
-    try:
-        return Accelerator(
-            cpu=cpu,
-            mixed_precision=cfg.precision,
-            log_with=None if cfg.report_to == "none" else [cfg.report_to],
-            project_dir=cfg.output,
-            # tasks trained together: a batch uses one task's input table, the others idle
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-        )
-    except (ValueError, ImportError, RuntimeError) as e:
-        raise UserError(f"--precision {cfg.precision} / --report-to {cfg.report_to}: {e}") from None
-
-
 def _restore(s: Setup, acc, ckpt: dict) -> _State:
     acc.unwrap_model(s.encoder).load_state_dict(ckpt["encoder"])
     if "optimizer" in ckpt:  # absent once the run is done
@@ -130,7 +98,7 @@ def _optimizer_step(s: Setup, acc, micro: list[list[int]], cfg: TrainConfig) -> 
     if not math.isfinite(mean):
         raise UserError(
             f"loss became {mean} at step {s.scheduler.last_epoch + 1} (lr {s.scheduler.get_last_lr()[0]:.3g}): "
-            f"training diverged; lower --lr (now {cfg.lr}) or use --precision no. "
+            f"training diverged; lower --lr (now {cfg.lr}) or use --precision fp32. "
             f"The last good checkpoint is in {cfg.output}/checkpoint (--resume continues from it)"
         )
     if cfg.grad_clip > 0:
@@ -223,10 +191,10 @@ def run_train(cfg: TrainConfig, on_event=None) -> TrainResult:
     ``on_event(kind, data)`` (main process only) gets ``"start"`` (sizes, counts), ``"step"``
     (the log record of each optimizer step) and ``"end"``.
     """
-    cfg.validate()
+    validate(cfg)
     t_start = time.perf_counter()
     ckpt = check_run_dir(cfg)
-    acc = _accelerator(cfg)
+    acc = make_accelerator(cfg)
     emit = on_event if (on_event is not None and acc.is_main_process) else (lambda kind, data: None)
     from accelerate.utils import set_seed
 
