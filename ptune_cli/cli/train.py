@@ -6,6 +6,7 @@ from __future__ import annotations
 from ptune_cli.cli._app import app, example, progress, stderr_console
 from ptune_cli.options import typer_command
 from ptune_cli.training.config import TrainConfig
+from ptune_cli.training.events import Evaluated, Finished, Started, Step, TrainResult
 
 
 def _mb(n: int) -> str:
@@ -13,52 +14,61 @@ def _mb(n: int) -> str:
 
 
 class _Reporter:
-    """Prints the start summary, drives the progress bar, prints the end summary (stderr)."""
+    """Renders a run's events on stderr: the start summary, a progress bar, the end summary."""
 
     def __init__(self):
         self.console = stderr_console()
         self.bar = None
         self.task = None
+        self.best = ""
 
-    def __call__(self, kind: str, data) -> None:
-        getattr(self, f"_{kind}")(data)
+    def __call__(self, event) -> None:
+        match event:
+            case Started():
+                self.started(event)
+            case Evaluated():
+                self.best = f" (best {event.best_val_loss:.4f} @ {event.best_step})"
+            case Step():
+                val = f" val {event.val_loss:.4f}{self.best}" if event.val_loss is not None else ""
+                self.bar.update(self.task, completed=event.step, description=f"train loss {event.loss:.4f}{val}")
+            case Finished():
+                self.finished(event.result)
 
-    def _start(self, info: dict) -> None:
+    def started(self, s: Started) -> None:
         c = self.console
-        t, tot = info["trainable_params"], info["total_params"]
-        c.print(f"model {info['model_id']} · tasks {', '.join(info['tasks'])}"
-                + (f" · kept from --existing: {', '.join(info['existing_tasks'])}" if info["existing_tasks"] else ""))
+        t, tot = s.trainable_params, s.total_params
+        c.print(f"model {s.model_id} · tasks {', '.join(s.tasks)}"
+                + (f" · kept from --existing: {', '.join(s.existing_tasks)}" if s.existing_tasks else ""))
         c.print(f"trainable params: {t:,} || all params: {tot:,} || trainable%: {100 * t / tot:.4f}")
-        c.print(f"prompt table: {_mb(info['table_bytes'])} (float32, hidden {info['hidden_size']})")
-        for name, n in info["examples"].items():
+        c.print(f"prompt table: {_mb(s.table_bytes)} (float32, hidden {s.hidden_size})")
+        for name, n in s.examples.items():
             extra = []
-            if info["truncated"][name]:
-                extra.append(f"{info['truncated'][name]} truncated")
-            if info["skipped"][name]:
-                extra.append(f"[yellow]{info['skipped'][name]} skipped: too long for --max-length {info['max_length']}[/]")
+            if s.truncated[name]:
+                extra.append(f"{s.truncated[name]} truncated")
+            if s.skipped[name]:
+                extra.append(f"[yellow]{s.skipped[name]} skipped: too long for --max-length {s.max_length}[/]")
             c.print(f"  {name}: {n} training examples" + (f" ({', '.join(extra)})" if extra else ""))
-        for name, n in (info["val_skipped"] or {}).items():
+        for name, n in (s.val_skipped or {}).items():
             if n:  # val examples that cannot fit are left out of val_loss: say so
-                c.print(f"  [yellow]{name}: {n} validation examples skipped: too long for --max-length {info['max_length']}[/]")
-        if info["resumed_from"] is not None:
-            c.print(f"resuming from step {info['resumed_from']}")
+                c.print(f"  [yellow]{name}: {n} validation examples skipped: too long for --max-length {s.max_length}[/]")
+        if s.resumed_from is not None:
+            c.print(f"resuming from step {s.resumed_from}")
         self.bar = progress()
         self.bar.start()
-        self.task = self.bar.add_task("train", total=info["total_steps"], completed=info["resumed_from"] or 0)
+        self.task = self.bar.add_task("train", total=s.total_steps, completed=s.resumed_from or 0)
 
-    def _step(self, rec: dict) -> None:
-        val = f" val {rec['val_loss']:.4f}" if rec["val_loss"] is not None else ""
-        self.bar.update(self.task, completed=rec["step"], description=f"train loss {rec['loss']:.4f}{val}")
+    def finished(self, r: TrainResult) -> None:
+        self.stop()
+        why = "early stop" if r.stopped_early else "done"
+        self.console.print(
+            f"{why}: {r.steps}/{r.total_steps} steps in {r.seconds:.1f} s · last loss "
+            + (f"{r.final_loss:.4f}" if r.final_loss is not None else "-")
+            + (f" · best val loss {r.best_val_loss:.4f} (step {r.best_step}, exported)" if r.best_val_loss is not None else ""))
+        self.console.print(f"prompt table → {r.run_dir}/prompt_table.safetensors ({', '.join(r.existing_tasks + r.tasks)})")
 
-    def _end(self, r) -> None:
+    def stop(self) -> None:
         if self.bar is not None:
             self.bar.stop()
-        c = self.console
-        why = "early stop" if r.stopped_early else "done"
-        c.print(f"{why}: {r.steps}/{r.total_steps} steps in {r.seconds:.1f} s · last loss "
-                + (f"{r.final_loss:.4f}" if r.final_loss is not None else "-")
-                + (f" · best val loss {r.best_val_loss:.4f} (step {r.best_step}, exported)" if r.best_val_loss is not None else ""))
-        c.print(f"prompt table → {r.run_dir}/prompt_table.safetensors ({', '.join(r.existing_tasks + r.tasks)})")
 
 
 _HELP = """P-tune a frozen causal LM: train virtual-token prompts for the template's tasks.
@@ -77,8 +87,7 @@ def _train(cfg) -> None:
     try:
         run_train(cfg, on_event=reporter)
     finally:
-        if reporter.bar is not None:
-            reporter.bar.stop()
+        reporter.stop()
 
 
 typer_command(
