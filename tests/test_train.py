@@ -164,6 +164,24 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_lm_dir, data, 
     # changed options are refused
     with pytest.raises(UserError, match="options differ.*lr"):
         run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "lr": 0.5}))
+    with pytest.raises(UserError) as e:  # every difference listed
+        run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "epochs": 4, "encoder": "mlp"}))
+    assert "encoder: 'lstm' → 'mlp'" in str(e.value) and "epochs: 3 → 4" in str(e.value)
+    # options that do not change the output (affects_output=False) may change
+    assert run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "save_every": 5})).steps == 9
+    # a run saved with train's old --precision word resumes under its new name
+    conf = part / "config.json"
+    saved = json.loads(conf.read_text())
+    saved["config"]["precision"] = "no"
+    conf.write_text(json.dumps(saved))
+    assert run_train(cfg(tiny_lm_dir, data, part, resume=True, precision="fp32", **kw)).steps == 9
+
+
+def test_resume_compares_the_options_that_change_the_output():
+    from ptune_cli.options import output_fields
+
+    free = {f for f in TrainConfig.__dataclass_fields__} - set(output_fields(TrainConfig))
+    assert free == {"output", "resume", "report_to", "save_every"}
 
 
 def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
