@@ -12,6 +12,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -36,6 +37,9 @@ from ptune_cli.training.events import (
 from ptune_cli.training.export import export_table, param_counts
 from ptune_cli.training.rundir import StepLog, load_existing, resume_checkpoint, write_config
 
+if TYPE_CHECKING:
+    from accelerate import Accelerator
+
 # the progress a checkpoint saves and --resume restores (attributes of TrainRecipe)
 PROGRESS = ("step", "best_val", "best_step", "bad_evals", "best_prompts", "last_loss", "stopped_early")
 
@@ -58,7 +62,7 @@ class TrainRecipe:
     """One ``ptune train`` run. Attributes are set by :meth:`setup`; the progress attributes
     (:data:`PROGRESS`) change with each step and are what a checkpoint keeps."""
 
-    accelerator: object
+    accelerator: Accelerator
     model: torch.nn.Module  # the frozen LM
     tokenizer: object
     model_id: str
@@ -79,7 +83,8 @@ class TrainRecipe:
     def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None):
         self.cfg = cfg
         self._on_event = listener(on_event)
-        self._checkpoint_in: dict | None = None
+        self._checkpoint_in: dict | None = None  # the checkpoint resumed from
+        self._t0 = time.perf_counter()
         self.step = 0
         self.best_val: float | None = None
         self.best_step: int | None = None
