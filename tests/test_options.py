@@ -72,3 +72,9 @@ def test_output_fields_and_flags():
     assert output_fields(Cfg) == ["input", "encoder", "precision", "max_steps", "hidden"]
     assert output_settings(Cfg(input="a", output="b"))["encoder"] == "lstm"
     assert (flag_of(Cfg, "output"), flag_of(Cfg, "max_steps"), flag_of(Cfg, "input")) == ("--output", "--max-steps", "INPUT")
+
+
+def test_apply_aliases_maps_saved_values():
+    from ptune_cli.options import apply_aliases
+
+    assert apply_aliases(Cfg, {"precision": "no", "encoder": "lstm"}) == {"precision": "fp32", "encoder": "lstm"}
