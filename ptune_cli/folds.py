@@ -1,8 +1,10 @@
 """``ptune kfold``: stratified, grouped, deterministic k-fold splits with a manifest.
 
 Every input record lands in exactly one fold's ``test.jsonl``; within a fold, ``val`` is carved
-from the non-test part and ``train`` is the rest (optionally subsampled for data-reduction
-studies). The same input and options give byte-identical files.
+from the non-test part (at least one record unless ``--val-fraction 0``, which writes no
+``val.jsonl``, so ``train --val fold_XX/val.jsonl`` always gets data) and ``train`` is the rest
+(optionally subsampled for data-reduction studies). The same input and options give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -18,7 +20,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_json, write_records
+from ptune_cli.io import (
+    STDIO,
+    display_name,
+    dumps,
+    iter_records,
+    require_text_fields,
+    write_json,
+    write_records,
+)
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
 
 SPLITS = ("train", "val", "test")
@@ -134,7 +144,17 @@ def _carve_val(pool: list[int], units, strata, fraction: float, rng: random.Rand
                 break
             chosen.add(u)
             got += len(units[u])
+    if not chosen and len(pool) >= 2:
+        # small data: every stratum rounded down to 0, yet `train --val` needs a record;
+        # take the smallest unit of the largest stratum (disturbs the balance least)
+        big = max(sorted(per), key=lambda s: sum(len(units[u]) for u in per[s]))
+        chosen.add(min(per[big], key=lambda u: len(units[u])))
     return chosen
+
+
+def _needed(k: int) -> int:
+    """Fewest units with which every fold keeps 2 outside its test set (k = 2: 4, else k)."""
+    return 4 if k == 2 else k
 
 
 def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
@@ -150,6 +170,11 @@ def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
         rng = random.Random(f"{cfg.seed}-{f}")
         test_u = [u for u in range(len(units)) if fold_of[u] == f]
         rest_u = [u for u in range(len(units)) if fold_of[u] != f]
+        if cfg.val_fraction > 0 and len(rest_u) < 2:
+            raise UserError(
+                f"fold {f}: only {len(rest_u)} of {len(units)} {what} outside its test set, too few for "
+                f"both train and val; give at least {_needed(cfg.k)} {what}, or pass --val-fraction 0"
+            )
         val_u = _carve_val(rest_u, units, strata, cfg.val_fraction, rng)
         train_u = [u for u in rest_u if u not in val_u]
         if not train_u:
@@ -173,6 +198,9 @@ def _read_input(path: str | os.PathLike, cfg: KFoldConfig) -> tuple[list[dict], 
     required = {cfg.group_field: None} if cfg.group_field else {}
     numbered = list(iter_records(path, required))
     records = [r for _, r in numbered]
+    for ln, r in numbered:
+        if cfg.label_field in r:  # labels are strings everywhere (train refuses others)
+            require_text_fields(r, [cfg.label_field], path, ln)
     if cfg.stratify and any(cfg.label_field in r for r in records):
         # stratifying by a field some records lack would silently lump them together
         for ln, r in numbered:
@@ -239,7 +267,8 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
             entry = {"fold": f, "counts": {}, "label_counts": {}}
             for split in SPLITS:
                 idx = getattr(fold, split)
-                write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
+                if idx:  # no val with --val-fraction 0: an empty file is no command's input
+                    write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
                 entry["counts"][split] = len(idx)
                 labels = Counter(stratum_of(records[i][cfg.label_field]) for i in idx if cfg.label_field in records[i])
                 entry["label_counts"][split] = dict(sorted(labels.items()))

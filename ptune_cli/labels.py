@@ -15,7 +15,6 @@ positiva/positivt → positiv.
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.io import loads_strict, read_text
 
 # ---------------------------------------------------------------------------------------------
 # Intent/slot grammar: scoring view
@@ -207,7 +207,9 @@ class LabelMap:
         self._lookup = {}
         for canon, variants in self.canonical.items():
             for v in [canon, *variants]:
-                self._lookup[label_key(v)] = canon
+                other = self._lookup.setdefault(label_key(v), canon)
+                if other != canon:  # the variant would silently fold to whichever came last
+                    raise UserError(f"label map '{self.name}': variant '{v}' is listed under both '{other}' and '{canon}'")
 
     def lookup(self, text: str) -> str | None:
         """The canonical form of ``text``, or None when the map doesn't know it."""
@@ -225,17 +227,14 @@ def _search_dirs() -> list[Path]:
 
 
 def _parse_map_file(path: Path) -> dict[str, list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: label map is not valid UTF-8") from None
+    text = read_text(path, "label map")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
             data = yaml.safe_load(text)
         else:
-            data = json.loads(text)
+            data = loads_strict(text)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path}: cannot parse label map ({first})") from None

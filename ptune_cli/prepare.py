@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import write_records
+from ptune_cli.io import check_encoding, read_text, write_records
 
 SOURCES = ("nlu-eval", "phrasebank", "fiqa")
 DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task"}
@@ -154,7 +155,7 @@ def format_intent_slot(intent: str, slots: list[tuple[str, str]]) -> str:
 
 
 def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "CSV")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
     missing = [c for c in ("scenario", "intent", "answer_annotation") if c not in (reader.fieldnames or [])]
     if missing:
@@ -196,8 +197,11 @@ def decode_text(data: bytes, encoding: str) -> str:
 
 
 def _phrasebank_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
+    data = path.read_bytes()
+    if cfg.encoding == "auto":  # else the user named the encoding (UTF-16 included)
+        check_encoding(data[:4096], str(path))
     try:
-        text = decode_text(path.read_bytes(), cfg.encoding)
+        text = decode_text(data, cfg.encoding)
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid {cfg.encoding} (byte {e.start + 1}); try --encoding auto") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -237,7 +241,7 @@ def _key_lines(text: str) -> dict[str, int]:
 
 
 def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "JSON")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -257,6 +261,8 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
             try:
                 value = float(score)
             except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):  # NaN would compare as "positive"
                 yield BadRow(f"{where}: info[{i}]", f"sentiment_score {score!r} is not a number")
                 continue
             if not isinstance(target, str) or not target.strip():
