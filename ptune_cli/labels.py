@@ -4,7 +4,8 @@ Intent/slot labels look like ``"\\nIntent: iot_coffee\\nSlots: device_type(coffe
 (``Slots: None`` when empty). Two views of them live here:
 
 * :func:`parse_intent_slot` — the scoring view, exactly as defined for evaluation
-  (lowercased intent, multiset of ``(type, value)`` pairs).
+  (lowercased intent, multiset of ``(type, value)`` pairs); :func:`format_intent_slot` writes
+  the label (``prepare``).
 * :func:`parse_label_layout` / :meth:`LabelLayout.format` — the structural view used by
   ``translate``: it keeps the label's layout, intent name and slot types verbatim so that only
   slot values change.
@@ -99,6 +100,13 @@ def parse_intent_slot(text: str | None) -> IntentSlot:
     if k >= 0:
         slots = parse_slots(text[k + len("Slots:") :])
     return IntentSlot(intent, tuple(slots))
+
+
+def format_intent_slot(intent: str, slots: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
+    """The NeMo label string ``"\\nIntent: INTENT\\nSlots: type(value), …"`` (``Slots: None``
+    when empty): what ``prepare`` writes and :func:`parse_intent_slot` reads back."""
+    body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
+    return f"\nIntent: {intent}\nSlots: {body}"
 
 
 def looks_like_intent_slot(text: object) -> bool:

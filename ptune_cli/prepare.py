@@ -31,6 +31,7 @@ from pathlib import Path
 
 from ptune_cli.errors import UserError, at
 from ptune_cli.io import check_encoding, read_text, write_records
+from ptune_cli.labels import format_intent_slot, parse_intent_slot
 
 SOURCES = ("nlu-eval", "phrasebank", "fiqa")
 DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task"}
@@ -146,12 +147,6 @@ def _with_id(rec: dict, cfg: PrepareConfig, source_id: str) -> dict:
     if cfg.id_field:
         rec[cfg.id_field] = source_id
     return rec
-
-
-def format_intent_slot(intent: str, slots: list[tuple[str, str]]) -> str:
-    """The NeMo intent/slot label string."""
-    body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
-    return f"\nIntent: {intent}\nSlots: {body}"
 
 
 def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
@@ -294,7 +289,8 @@ def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
                 continue
             n += 1
             label = rec["label"]
-            result.labels[label.split("\n")[1].removeprefix("Intent: ") if source == "nlu-eval" else label] += 1
+            # intent/slot labels are counted by intent, the stratum kfold balances
+            result.labels[parse_intent_slot(label).intent if source == "nlu-eval" else label] += 1
             yield rec
         result.per_input[str(path)] = n
     if not sum(result.per_input.values()):

@@ -6,6 +6,8 @@ import pytest
 
 from ptune_cli.errors import UserError
 from ptune_cli.labels import (
+    IntentSlot,
+    format_intent_slot,
     label_key,
     load_label_map,
     parse_intent_slot,
@@ -102,3 +104,10 @@ def test_map_file_duplicate_key_and_utf16_are_named(tmp_path):
     p.write_text('{"positiv": ["bra"]}', encoding="utf-16")
     with pytest.raises(UserError, match="file is UTF-16, convert to UTF-8"):
         load_label_map(str(p))
+
+
+@pytest.mark.parametrize("intent, slots", [("iot_coffee", []), ("alarm_set", [("time", "seven am"), ("date", "friday")])])
+def test_format_intent_slot_round_trips_through_the_scoring_parse(intent, slots):
+    label = format_intent_slot(intent, slots)
+    assert label.startswith("\nIntent: ") and ("Slots: None" in label) == (not slots)
+    assert parse_intent_slot(label) == IntentSlot(intent, tuple(slots))
