@@ -16,7 +16,7 @@ import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ptune_cli.errors import UserError, at
@@ -30,25 +30,30 @@ from ptune_cli.io import (
     write_records,
 )
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
+from ptune_cli.options import option, validate
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class KFoldConfig:
-    """Options of ``ptune kfold`` (names match the CLI flags)."""
+    """Options of the split (``ptune kfold``'s flags; recorded in the manifest). INPUT and
+    ``-o`` are the command's, not the split's: :func:`kfold` splits records in memory."""
 
-    k: int = field(default=10, metadata={"help": "number of folds (>= 2)"})
-    seed: int = field(default=42, metadata={"help": "random seed for the assignment"})
-    label_field: str = field(default="label", metadata={"help": "field to stratify by"})
-    stratify: bool = field(default=True, metadata={"help": "balance labels across folds"})
-    group_field: str | None = field(default=None, metadata={"help": "keep equal values together"})
-    val_fraction: float = field(default=0.1, metadata={"help": "share of non-test data for val"})
-    train_fraction: float = field(default=1.0, metadata={"help": "share of train kept"})
+    k: int = option(10, help="Number of folds (>= 2).")
+    seed: int = option(42, help="Random seed.")
+    label_field: str = option("label", help="Field to stratify by.")
+    stratify: bool = option(True, flag="--stratify/--no-stratify", help="Balance label counts across folds.")
+    group_field: str | None = option(None, help="Records with equal values stay in one fold and split.")
+    val_fraction: float = option(0.1, help="Share of each fold's non-test data used for val.")
+    train_fraction: float = option(
+        1.0, help="Keep this seeded random share of each fold's train (data-reduction studies).")
     # repeated data-reduction samples: same folds (--seed), another train subset per sample seed
-    sample_seed: int | None = field(default=None, metadata={"help": "seed of the train subsample (default: --seed)"})
+    sample_seed: int | None = option(
+        None, help="Seed of the --train-fraction subsample (default: --seed); vary it for repeated samples over the same folds.")
 
-    def validate(self) -> None:
+    def problems(self) -> list[str]:
+        """Checks beyond the types (:func:`ptune_cli.options.validate` lists them all)."""
         problems = []
         if self.k < 2:
             problems.append(f"--k must be at least 2 (got {self.k})")
@@ -56,8 +61,7 @@ class KFoldConfig:
             problems.append(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if not 0.0 < self.train_fraction <= 1.0:
             problems.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
 
 @dataclass
@@ -159,7 +163,11 @@ def _needed(k: int) -> int:
 
 def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
     """Split ``records`` into ``cfg.k`` folds of record indices (input order kept in each split)."""
-    cfg.validate()
+    validate(cfg)
+    return _split(records, cfg)
+
+
+def _split(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
     units, strata = _units(records, cfg)
     what = "groups" if cfg.group_field else "records"
     if cfg.k > len(units):
@@ -244,11 +252,11 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
     The folder is built beside ``outdir`` and swapped in at the end, so a failure leaves any
     earlier ``outdir`` as it was.
     """
-    cfg.validate()
+    validate(cfg)  # once, before any file is read
     outdir = Path(outdir).resolve()
     _check_outdir(outdir)
     records, digest = _read_input(input, cfg)
-    folds = kfold(records, cfg)
+    folds = _split(records, cfg)
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))

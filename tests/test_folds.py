@@ -242,3 +242,35 @@ def test_documented_chain_kfold_then_train_with_val_on_small_data(tmp_path, tiny
                                 "--max-steps", "1", "--encoder", "mlp"])
         assert r.exit_code == 0, r.output
         assert (tmp_path / "runs" / f / "prompt_table.safetensors").is_file()
+
+
+# ---- options declared once (issue 10, point 2) ----------------------------------------------
+
+
+def test_options_come_from_the_config_and_are_validated_once(tmp_path, monkeypatch):
+    import dataclasses
+
+    import ptune_cli.folds as folds
+    from ptune_cli.options import flag_of
+
+    out = runner.invoke(app, ["kfold", "--help"], env={"COLUMNS": "200"}).output
+    for f in dataclasses.fields(KFoldConfig):
+        assert flag_of(KFoldConfig, f.name).split("/")[0] in out and f.metadata["ptune_option"]["help"][:30] in out
+    calls = []
+    real = folds.validate
+    monkeypatch.setattr(folds, "validate", lambda cfg: calls.append(cfg) or real(cfg))
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(20))
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2", "--no-stratify", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 1 and (calls[0].k, calls[0].stratify, calls[0].seed) == (2, False, 3)
+    man = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert man["options"] == dataclasses.asdict(calls[0])  # the manifest records the split options
+
+
+def test_bad_options_listed_together_before_reading_input(tmp_path):
+    r = runner.invoke(app, ["kfold", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "f"),
+                            "--k", "1", "--val-fraction", "2"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "--k must be at least 2" in r.output and "--val-fraction must be in [0, 1)" in r.output
+    assert "no such file" not in r.output and len(r.output.strip().splitlines()) == 1
