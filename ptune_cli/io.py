@@ -22,8 +22,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-import jsonlines
-
 from ptune_cli.errors import UserError, at
 
 STDIO = "-"
@@ -87,14 +85,18 @@ _BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
 
 
 def wide_encoding(head: bytes) -> str | None:
-    """"UTF-16" / "UTF-32" when ``head`` (a file's first bytes) starts with their byte-order
-    mark or holds NUL bytes (ASCII text in UTF-16 is every other byte NUL), else None."""
+    """"UTF-16" / "UTF-32" when ``head`` (a file's or line's first bytes) starts with their
+    byte-order mark or has their NUL pattern (ASCII in UTF-16 is every other byte NUL, in
+    UTF-32 three bytes of four), else None (a binary file's NULs are no text encoding)."""
     for bom, name in _BOMS:
         if head.startswith(bom):
             return name
-    if b"\x00" in head:
-        return "UTF-32" if b"\x00\x00\x00" in head else "UTF-16"
-    return None
+    if b"\x00" not in head or len(head) < 2:
+        return None
+    nul = sorted(part.count(0) / len(part) for part in (head[0::2], head[1::2]))
+    if nul[1] < 0.9:
+        return None
+    return "UTF-32" if nul[0] > 0.4 else "UTF-16"
 
 
 def check_encoding(head: bytes, name: str, lineno: int | None = None) -> None:
@@ -157,15 +159,18 @@ def loads_strict(text: str) -> Any:
     """``json.loads`` that refuses NaN/Infinity literals and duplicate keys (``ValueError``
     with a short reason; :func:`iter_records` adds file:line and the field)."""
     try:
-        value = json.loads(text, parse_constant=_NonFinite, object_pairs_hook=_unique_keys)
+        value = _DECODER.decode(text)
     except _Bad as e:
         raise ValueError(e.message) from None
-    bad = _find_nonfinite(value)
+    bad = _find_nonfinite(value) if "NaN" in text or "Infinity" in text else None  # walk only then
     if bad is not None:
         field = next((k for k, v in value.items() if _find_nonfinite(v) is bad), None) if isinstance(value, dict) else None
         where = f"field '{field}': " if field is not None else ""
         raise ValueError(f"{where}{bad.literal} is not valid JSON (write null, a number or a string)")
     return value
+
+
+_DECODER = json.JSONDecoder(parse_constant=_NonFinite, object_pairs_hook=_unique_keys)
 
 
 def iter_records(
@@ -271,6 +276,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
 
 def write_records(path: str | os.PathLike, records: Iterable[Mapping[str, Any]]) -> int:
     """Write records as JSONL atomically (or to stdout for ``-``); returns the count."""
+    import jsonlines  # not on the `ptune --help` path (the data configs import this module)
+
     n = 0
     with atomic_output(path) as fh:
         writer = jsonlines.Writer(fh, dumps=dumps, flush=False)

@@ -160,3 +160,13 @@ def test_text_fields_must_be_strings(tmp_path, value, got):
     p = _write(tmp_path, (json.dumps({"label": "ok"}) + "\n" + json.dumps(rec) + "\n").encode())
     with pytest.raises(UserError, match=rf"in.jsonl:2: field 'label': expected a string, got {got}$"):
         read_records(p, ["label"])
+
+
+def test_utf16_without_bom_is_named_but_binary_nuls_are_not(tmp_path):
+    p = _write(tmp_path, '{"a": "b"}\n{"a": "c"}\n'.encode("utf-16-be"))
+    with pytest.raises(UserError, match="file is UTF-16, convert to UTF-8"):
+        read_records(p)
+    p = _write(tmp_path, b'{"a": "b"}\n' + b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03{"x\x00": 1}\n')
+    with pytest.raises(UserError) as e:
+        read_records(p)
+    assert "in.jsonl:2:" in str(e.value) and "UTF-16" not in str(e.value)
