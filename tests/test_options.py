@@ -11,7 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 from ptune_cli.errors import UserError
-from ptune_cli.options import flag_of, option, output_fields, output_settings, typer_command, validate
+from ptune_cli.options import (
+    flag_of,
+    option,
+    output_fields,
+    output_settings,
+    typer_command,
+    validate,
+)
 
 
 @dataclass

@@ -206,17 +206,6 @@ def test_events_in_order(tiny_lm_dir, data, tmp_path):
     assert isinstance(finished, Finished) and finished.result is r and r.started is started
 
 
-def test_two_argument_callbacks_still_get_kind_and_dict():
-    from ptune_cli.training.events import listener
-
-    got = []
-    on = listener(lambda kind, data: got.append((kind, data)))
-    step = Step(step=1, epoch=1, loss=0.5, lr=1e-3, val_loss=None, tokens_per_s=1.0, step_s=0.1)
-    on(step)
-    on(Evaluated(step=1, val_loss=0.4, best_val_loss=0.4, best_step=1, stopping=False))  # new: not sent
-    assert got == [("step", step.to_dict())] and got[0][1]["step"] == 1
-
-
 def test_nan_loss_stops_with_clear_message(tiny_lm_dir, data, tmp_path, monkeypatch):
     import ptune_cli.training.recipe as recipe
 

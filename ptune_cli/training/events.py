@@ -101,29 +101,5 @@ Event = Started | Evaluated | Step | Finished
 
 
 def listener(on_event):
-    """``on_event`` as a one-argument callable of events.
-
-    A two-argument ``on_event(kind, data)`` — the callbacks written before the typed events —
-    still gets ``("start", dict)``, ``("step", dict)`` and ``("end", TrainResult)``.
-    """
-    import inspect
-
-    if on_event is None:
-        return lambda event: None
-    try:
-        params = [p for p in inspect.signature(on_event).parameters.values()
-                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-    except (TypeError, ValueError):  # builtins without a signature: assume the typed form
-        params = []
-    if len(params) != 2:
-        return on_event
-
-    def legacy(event: Event) -> None:
-        if isinstance(event, Started):
-            on_event("start", event.to_dict())
-        elif isinstance(event, Step):
-            on_event("step", event.to_dict())
-        elif isinstance(event, Finished):
-            on_event("end", event.result)
-
-    return legacy
+    """``on_event`` or, when None, a listener that ignores every event."""
+    return on_event if on_event is not None else (lambda event: None)
