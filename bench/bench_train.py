@@ -54,13 +54,13 @@ class RssPeak:
 
 
 def worker_ptune(args, records_path: str, encoder: str) -> dict:
-    from ptune_cli.training import TrainConfig, run_train
+    from ptune_cli.training import Started, TrainConfig, run_train
 
     rss = RssPeak()
     base = {}
 
-    def on_event(kind, data):
-        if kind == "start":
+    def on_event(event):
+        if isinstance(event, Started):
             base["rss"] = RssPeak.now()
             rss.reset()
 
@@ -121,7 +121,7 @@ class PeftStepper:
 
 
 class PtuneStepper:
-    """ptune's training step (the body of training.loop._optimizer_step without accelerate)."""
+    """ptune's training step (the body of TrainRecipe._optimizer_step without accelerate)."""
 
     def __init__(self, model, tok, records_path: str, batch_size: int, encoder: str):
         import torch

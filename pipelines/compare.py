@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from ptune_cli.evaluate.report import pct
+from ptune_cli.io import atomic_output
+
 
 def load_entry(spec: str, key: str | None) -> tuple[dict, str]:
     """``"label=summary.json"`` → a row for the table (first group: the full training data)."""
@@ -40,15 +43,11 @@ def load_entry(spec: str, key: str | None) -> tuple[dict, str]:
     }, key
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.2f}"
-
-
 def to_markdown(rows: list[dict], key: str) -> str:
     lines = [f"| setting | results | {key} (%) mean ± std | per fold (%) |", "| --- | ---: | ---: | --- |"]
     for r in rows:
-        std = "" if r["std"] is None else f" ± {_pct(r['std'])}"
-        lines.append(f"| {r['setting']} | {r['results']} | **{_pct(r['mean'])}**{std} | {', '.join(_pct(v) for v in r['per_fold'])} |")
+        std = "" if r["std"] is None else f" ± {pct(r['std'])}"
+        lines.append(f"| {r['setting']} | {r['results']} | **{pct(r['mean'])}**{std} | {', '.join(pct(v) for v in r['per_fold'])} |")
     return "\n".join(lines) + "\n"
 
 
@@ -68,11 +67,9 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
     ax.set_ylim(0, 100)
     ax.set_title("mean ± sample std over folds (dots: folds)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=120)
     plt.close(fig)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,13 +84,11 @@ def main(argv: list[str] | None = None) -> None:
         row, key = load_entry(spec, key)
         rows.append(row)
     stem = Path(args.output)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    # written through temporary names so an interrupted run leaves no half table
+    # atomic writes: an interrupted run leaves no half table
     for suffix, text in ((".md", to_markdown(rows, key)),
                          (".json", json.dumps({"metric": rows[0]["metric"], "key": key, "rows": rows}, indent=2) + "\n")):
-        tmp = stem.with_name(f".{stem.name}{suffix}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(stem.with_name(stem.name + suffix))
+        with atomic_output(stem.with_name(stem.name + suffix)) as fh:
+            fh.write(text)
     if args.plot:
         plot(rows, key, Path(args.plot))
 

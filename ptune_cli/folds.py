@@ -1,8 +1,10 @@
 """``ptune kfold``: stratified, grouped, deterministic k-fold splits with a manifest.
 
 Every input record lands in exactly one fold's ``test.jsonl``; within a fold, ``val`` is carved
-from the non-test part and ``train`` is the rest (optionally subsampled for data-reduction
-studies). The same input and options give byte-identical files.
+from the non-test part (at least one record unless ``--val-fraction 0``, which writes no
+``val.jsonl``, so ``train --val fold_XX/val.jsonl`` always gets data) and ``train`` is the rest
+(optionally subsampled for data-reduction studies). The same input and options give
+byte-identical files.
 """
 
 from __future__ import annotations
@@ -14,31 +16,44 @@ import random
 import shutil
 import tempfile
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import STDIO, display_name, dumps, iter_records, write_json, write_records
+from ptune_cli.io import (
+    STDIO,
+    display_name,
+    dumps,
+    iter_records,
+    require_text_fields,
+    write_json,
+    write_records,
+)
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
+from ptune_cli.options import option, validate
 
 SPLITS = ("train", "val", "test")
 
 
 @dataclass
 class KFoldConfig:
-    """Options of ``ptune kfold`` (names match the CLI flags)."""
+    """Options of the split (``ptune kfold``'s flags; recorded in the manifest). INPUT and
+    ``-o`` are the command's, not the split's: :func:`kfold` splits records in memory."""
 
-    k: int = field(default=10, metadata={"help": "number of folds (>= 2)"})
-    seed: int = field(default=42, metadata={"help": "random seed for the assignment"})
-    label_field: str = field(default="label", metadata={"help": "field to stratify by"})
-    stratify: bool = field(default=True, metadata={"help": "balance labels across folds"})
-    group_field: str | None = field(default=None, metadata={"help": "keep equal values together"})
-    val_fraction: float = field(default=0.1, metadata={"help": "share of non-test data for val"})
-    train_fraction: float = field(default=1.0, metadata={"help": "share of train kept"})
+    k: int = option(10, help="Number of folds (>= 2).")
+    seed: int = option(42, help="Random seed.")
+    label_field: str = option("label", help="Field to stratify by.")
+    stratify: bool = option(True, flag="--stratify/--no-stratify", help="Balance label counts across folds.")
+    group_field: str | None = option(None, help="Records with equal values stay in one fold and split.")
+    val_fraction: float = option(0.1, help="Share of each fold's non-test data used for val.")
+    train_fraction: float = option(
+        1.0, help="Keep this seeded random share of each fold's train (data-reduction studies).")
     # repeated data-reduction samples: same folds (--seed), another train subset per sample seed
-    sample_seed: int | None = field(default=None, metadata={"help": "seed of the train subsample (default: --seed)"})
+    sample_seed: int | None = option(
+        None, help="Seed of the --train-fraction subsample (default: --seed); vary it for repeated samples over the same folds.")
 
-    def validate(self) -> None:
+    def problems(self) -> list[str]:
+        """Checks beyond the types (:func:`ptune_cli.options.validate` lists them all)."""
         problems = []
         if self.k < 2:
             problems.append(f"--k must be at least 2 (got {self.k})")
@@ -46,8 +61,7 @@ class KFoldConfig:
             problems.append(f"--val-fraction must be in [0, 1) (got {self.val_fraction})")
         if not 0.0 < self.train_fraction <= 1.0:
             problems.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
 
 @dataclass
@@ -134,12 +148,26 @@ def _carve_val(pool: list[int], units, strata, fraction: float, rng: random.Rand
                 break
             chosen.add(u)
             got += len(units[u])
+    if not chosen and len(pool) >= 2:
+        # small data: every stratum rounded down to 0, yet `train --val` needs a record;
+        # take the smallest unit of the largest stratum (disturbs the balance least)
+        big = max(sorted(per), key=lambda s: sum(len(units[u]) for u in per[s]))
+        chosen.add(min(per[big], key=lambda u: len(units[u])))
     return chosen
+
+
+def _needed(k: int) -> int:
+    """Fewest units with which every fold keeps 2 outside its test set (k = 2: 4, else k)."""
+    return 4 if k == 2 else k
 
 
 def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
     """Split ``records`` into ``cfg.k`` folds of record indices (input order kept in each split)."""
-    cfg.validate()
+    validate(cfg)
+    return _split(records, cfg)
+
+
+def _split(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
     units, strata = _units(records, cfg)
     what = "groups" if cfg.group_field else "records"
     if cfg.k > len(units):
@@ -150,6 +178,11 @@ def kfold(records: list[dict], cfg: KFoldConfig) -> list[Fold]:
         rng = random.Random(f"{cfg.seed}-{f}")
         test_u = [u for u in range(len(units)) if fold_of[u] == f]
         rest_u = [u for u in range(len(units)) if fold_of[u] != f]
+        if cfg.val_fraction > 0 and len(rest_u) < 2:
+            raise UserError(
+                f"fold {f}: only {len(rest_u)} of {len(units)} {what} outside its test set, too few for "
+                f"both train and val; give at least {_needed(cfg.k)} {what}, or pass --val-fraction 0"
+            )
         val_u = _carve_val(rest_u, units, strata, cfg.val_fraction, rng)
         train_u = [u for u in rest_u if u not in val_u]
         if not train_u:
@@ -173,6 +206,9 @@ def _read_input(path: str | os.PathLike, cfg: KFoldConfig) -> tuple[list[dict], 
     required = {cfg.group_field: None} if cfg.group_field else {}
     numbered = list(iter_records(path, required))
     records = [r for _, r in numbered]
+    for ln, r in numbered:
+        if cfg.label_field in r:  # labels are strings everywhere (train refuses others)
+            require_text_fields(r, [cfg.label_field], path, ln)
     if cfg.stratify and any(cfg.label_field in r for r in records):
         # stratifying by a field some records lack would silently lump them together
         for ln, r in numbered:
@@ -216,11 +252,11 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
     The folder is built beside ``outdir`` and swapped in at the end, so a failure leaves any
     earlier ``outdir`` as it was.
     """
-    cfg.validate()
+    validate(cfg)  # once, before any file is read
     outdir = Path(outdir).resolve()
     _check_outdir(outdir)
     records, digest = _read_input(input, cfg)
-    folds = kfold(records, cfg)
+    folds = _split(records, cfg)
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
@@ -239,7 +275,8 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
             entry = {"fold": f, "counts": {}, "label_counts": {}}
             for split in SPLITS:
                 idx = getattr(fold, split)
-                write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
+                if idx:  # no val with --val-fraction 0: an empty file is no command's input
+                    write_records(tmp / f"fold_{f:02d}" / f"{split}.jsonl", (records[i] for i in idx))
                 entry["counts"][split] = len(idx)
                 labels = Counter(stratum_of(records[i][cfg.label_field]) for i in idx if cfg.label_field in records[i])
                 entry["label_counts"][split] = dict(sorted(labels.items()))

@@ -4,7 +4,8 @@ Intent/slot labels look like ``"\\nIntent: iot_coffee\\nSlots: device_type(coffe
 (``Slots: None`` when empty). Two views of them live here:
 
 * :func:`parse_intent_slot` — the scoring view, exactly as defined for evaluation
-  (lowercased intent, multiset of ``(type, value)`` pairs).
+  (lowercased intent, multiset of ``(type, value)`` pairs); :func:`format_intent_slot` writes
+  the label (``prepare``).
 * :func:`parse_label_layout` / :meth:`LabelLayout.format` — the structural view used by
   ``translate``: it keeps the label's layout, intent name and slot types verbatim so that only
   slot values change.
@@ -15,7 +16,6 @@ positiva/positivt → positiv.
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections import Counter
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.io import loads_strict, read_text
 
 # ---------------------------------------------------------------------------------------------
 # Intent/slot grammar: scoring view
@@ -99,6 +100,13 @@ def parse_intent_slot(text: str | None) -> IntentSlot:
     if k >= 0:
         slots = parse_slots(text[k + len("Slots:") :])
     return IntentSlot(intent, tuple(slots))
+
+
+def format_intent_slot(intent: str, slots: list[tuple[str, str]] | tuple[tuple[str, str], ...]) -> str:
+    """The NeMo label string ``"\\nIntent: INTENT\\nSlots: type(value), …"`` (``Slots: None``
+    when empty): what ``prepare`` writes and :func:`parse_intent_slot` reads back."""
+    body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
+    return f"\nIntent: {intent}\nSlots: {body}"
 
 
 def looks_like_intent_slot(text: object) -> bool:
@@ -207,7 +215,9 @@ class LabelMap:
         self._lookup = {}
         for canon, variants in self.canonical.items():
             for v in [canon, *variants]:
-                self._lookup[label_key(v)] = canon
+                other = self._lookup.setdefault(label_key(v), canon)
+                if other != canon:  # the variant would silently fold to whichever came last
+                    raise UserError(f"label map '{self.name}': variant '{v}' is listed under both '{other}' and '{canon}'")
 
     def lookup(self, text: str) -> str | None:
         """The canonical form of ``text``, or None when the map doesn't know it."""
@@ -225,17 +235,14 @@ def _search_dirs() -> list[Path]:
 
 
 def _parse_map_file(path: Path) -> dict[str, list[str]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: label map is not valid UTF-8") from None
+    text = read_text(path, "label map")
     try:
         if path.suffix in (".yaml", ".yml"):
             import yaml
 
             data = yaml.safe_load(text)
         else:
-            data = json.loads(text)
+            data = loads_strict(text)
     except Exception as e:  # noqa: BLE001 - any parse failure is the user's file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise UserError(f"{path}: cannot parse label map ({first})") from None

@@ -20,7 +20,6 @@ from pathlib import Path
 from ptune_cli.errors import UserError
 
 
-
 @dataclass(frozen=True)
 class Packaged:
     """A causal LM whose GGUF weights ship inside a pip package."""

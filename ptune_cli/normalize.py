@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ptune_cli.errors import UserError
-from ptune_cli.io import display_name, iter_records, write_records
+from ptune_cli.io import STDIO, display_name, iter_records, write_records
 from ptune_cli.labels import LabelMap, load_label_map
+from ptune_cli.options import option, validate
 
 
 @dataclass
@@ -39,24 +39,32 @@ def normalize_records(
     return out, result
 
 
-def run_normalize(
-    input: str | os.PathLike,
-    output: str | os.PathLike,
-    fields: Sequence[str] = ("label",),
-    map_name: str = "sv-sentiment",
-    strict: bool = False,
-) -> NormalizeResult:
-    """Read ``input``, normalize ``fields``, write ``output`` (nothing written on error)."""
-    label_map = load_label_map(map_name)
-    fields = list(dict.fromkeys(fields)) or ["label"]
-    records = list(iter_records(input, {f: str for f in fields}))
+@dataclass
+class NormalizeConfig:
+    """Options of ``ptune normalize-labels``."""
+
+    input: str = option(STDIO, argument=True, help="JSONL file, or - for stdin.")
+    output: str = option(STDIO, short="-o", help="Output JSONL, or - for stdout.")
+    fields: list[str] = option(["label"], flag="--field", help="Field to normalize (repeatable).")
+    map: str = option("sv-sentiment", help="Built-in map name (sv-sentiment, en-sentiment) or a JSON/YAML file "
+                      "{canonical: \\[variants…]}.")
+    strict: bool = option(False, flag="--strict", help="Fail (exit 1, no output) on labels the map doesn't know.")
+
+
+def run_normalize(cfg: NormalizeConfig) -> NormalizeResult:
+    """Read ``cfg.input``, normalize ``cfg.fields``, write ``cfg.output`` (nothing written on error)."""
+    validate(cfg)
+    label_map = load_label_map(cfg.map)
+    fields = list(dict.fromkeys(cfg.fields)) or ["label"]
+    # labels are strings (io.text_field_problem): a null or a number is refused with file:line
+    records = list(iter_records(cfg.input, {f: str for f in fields}))
     out, result = normalize_records(records, fields, label_map)
-    if strict and result.unmapped:
+    if cfg.strict and result.unmapped:
         shown = ", ".join(f"'{k}' ({v})" for k, v in result.unmapped.most_common(5))
         more = f" and {len(result.unmapped) - 5} more" if len(result.unmapped) > 5 else ""
         raise UserError(
-            f"{display_name(input)}: {sum(result.unmapped.values())} label(s) not in map "
+            f"{display_name(cfg.input)}: {sum(result.unmapped.values())} label(s) not in map "
             f"'{label_map.name}': {shown}{more} (add them to the map or drop --strict)"
         )
-    write_records(output, out)
+    write_records(cfg.output, out)
     return result

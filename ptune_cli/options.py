@@ -105,6 +105,17 @@ def output_settings(cfg) -> dict[str, Any]:
     return {name: getattr(cfg, name) for name in output_fields(cfg)}
 
 
+def apply_aliases(cls_or_cfg, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` (e.g. options saved by an earlier run) with old words mapped to the current
+    ones, as :func:`validate` maps them (``{"precision": "no"}`` → ``{"precision": "fp32"}``)."""
+    out = dict(values)
+    for f in dataclasses.fields(cls_or_cfg):
+        aliases = _meta(f).get("aliases") or {}
+        if isinstance(out.get(f.name), str) and out[f.name] in aliases:
+            out[f.name] = aliases[out[f.name]]
+    return out
+
+
 def validate(cfg, problems: list[str] | None = None) -> None:
     """Apply ``aliases``, check every ``Literal`` field, add ``problems`` (and those of the
     config's own ``problems()`` method, when it has one) and raise one :class:`UserError`

@@ -22,16 +22,19 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import write_records
+from ptune_cli.io import STDIO, check_encoding, read_text, write_records
+from ptune_cli.labels import format_intent_slot, parse_intent_slot
+from ptune_cli.options import option, validate
 
-SOURCES = ("nlu-eval", "phrasebank", "fiqa")
 DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task"}
 SENTIMENT_LABELS = ("positive", "negative", "neutral")
 _SUFFIX_SOURCE = {".csv": "nlu-eval", ".txt": "phrasebank", ".json": "fiqa"}
@@ -50,28 +53,37 @@ class BadRow:
 
 @dataclass
 class PrepareConfig:
-    """Options of ``ptune prepare`` (names match the CLI flags)."""
+    """Options of ``ptune prepare``."""
 
-    inputs: list[Path]
-    output: str
-    source: str = field(default="auto", metadata={"help": "nlu-eval | phrasebank | fiqa | auto (by suffix)"})
-    taskname: str | None = field(default=None, metadata={"help": "taskname field (default per source)"})
-    encoding: str = field(default="auto", metadata={"help": "phrasebank text encoding; auto = UTF-8, else ISO-8859-1"})
-    neutral_band: float = field(default=0.1, metadata={"help": "FiQA: |score| below this is neutral"})
-    utterance_column: str = field(default="answer_from_anno", metadata={"help": "nlu-eval: utterance column"})
-    skip_bad: bool = field(default=False, metadata={"help": "leave bad rows out (listed) instead of failing"})
-    id_field: str | None = field(default=None, metadata={"help": "add the source item's id under this field"})
+    inputs: list[Path] = option(argument=True, show_default=False,
+                                help="Source files, converted in order into one JSONL.")
+    output: str = option(STDIO, short="-o", help="Output JSONL, or - for stdout.")
+    source: Literal["auto", "nlu-eval", "phrasebank", "fiqa"] = option(
+        "auto", help="nlu-eval (annotated CSV), phrasebank (sentence@label .txt), fiqa (task-1 JSON), "
+        "or auto by suffix (.csv/.txt/.json).")
+    taskname: str | None = option(
+        None, help="taskname field (default: intent_and_slot for nlu-eval, sentiment-task otherwise).")
+    encoding: str = option(
+        "auto", help="phrasebank: text encoding; auto = UTF-8 if valid, else ISO-8859-1 (the original release).")
+    neutral_band: float = option(
+        0.1, help="fiqa: score < -band negative, \\[-band, band) neutral, >= band positive.")
+    utterance_column: str = option(
+        "answer_from_anno", help="nlu-eval: utterance column; the de-bracketed annotation when the CSV lacks it.")
+    skip_bad: bool = option(
+        False, flag="--skip-bad", help="Leave bad rows out (each listed on stderr) instead of stopping at the first.")
+    id_field: str | None = option(
+        None, help="Add the source item's id (FILE_STEM:KEY or FILE_STEM:LINE) under this field; fiqa targets of "
+        "one text share it, for `ptune kfold --group-field`.")
 
-    def validate(self) -> None:
+    def problems(self) -> list[str]:
+        """Checks beyond the types (:func:`ptune_cli.options.validate` lists them all)."""
         problems = []
         if not self.inputs:
             problems.append("give at least one INPUT file")
         for p in self.inputs:
             if not Path(p).is_file():
                 problems.append(f"INPUT {p}: no such file")
-        if self.source not in (*SOURCES, "auto"):
-            problems.append(f"--source must be one of auto, {', '.join(SOURCES)} (got {self.source!r})")
-        elif self.source == "auto":
+        if self.source == "auto":
             unknown = [str(p) for p in self.inputs if Path(p).suffix.lower() not in _SUFFIX_SOURCE]
             if unknown:
                 problems.append(f"--source auto cannot tell the format of {', '.join(unknown)} (give --source)")
@@ -84,8 +96,7 @@ class PrepareConfig:
                 problems.append(f"--encoding: unknown encoding {self.encoding!r}")
         if self.id_field is not None and self.id_field in ("taskname", "sentence", "utterance", "label", ""):
             problems.append(f"--id-field {self.id_field!r} would overwrite a record field; pick another name")
-        if problems:
-            raise UserError("; ".join(problems))
+        return problems
 
     def source_of(self, path: Path) -> str:
         return self.source if self.source != "auto" else _SUFFIX_SOURCE[Path(path).suffix.lower()]
@@ -147,14 +158,8 @@ def _with_id(rec: dict, cfg: PrepareConfig, source_id: str) -> dict:
     return rec
 
 
-def format_intent_slot(intent: str, slots: list[tuple[str, str]]) -> str:
-    """The NeMo intent/slot label string."""
-    body = ", ".join(f"{t}({v})" for t, v in slots) if slots else "None"
-    return f"\nIntent: {intent}\nSlots: {body}"
-
-
 def _nlu_eval_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "CSV")
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=";")
     missing = [c for c in ("scenario", "intent", "answer_annotation") if c not in (reader.fieldnames or [])]
     if missing:
@@ -196,8 +201,11 @@ def decode_text(data: bytes, encoding: str) -> str:
 
 
 def _phrasebank_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
+    data = path.read_bytes()
+    if cfg.encoding == "auto":  # else the user named the encoding (UTF-16 included)
+        check_encoding(data[:4096], str(path))
     try:
-        text = decode_text(path.read_bytes(), cfg.encoding)
+        text = decode_text(data, cfg.encoding)
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not valid {cfg.encoding} (byte {e.start + 1}); try --encoding auto") from None
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -237,7 +245,7 @@ def _key_lines(text: str) -> dict[str, int]:
 
 
 def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
-    text = path.read_text(encoding="utf-8-sig")
+    text = read_text(path, "JSON")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -257,6 +265,8 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
             try:
                 value = float(score)
             except (TypeError, ValueError):
+                value = math.nan
+            if not math.isfinite(value):  # NaN would compare as "positive"
                 yield BadRow(f"{where}: info[{i}]", f"sentiment_score {score!r} is not a number")
                 continue
             if not isinstance(target, str) or not target.strip():
@@ -288,7 +298,8 @@ def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
                 continue
             n += 1
             label = rec["label"]
-            result.labels[label.split("\n")[1].removeprefix("Intent: ") if source == "nlu-eval" else label] += 1
+            # intent/slot labels are counted by intent, the stratum kfold balances
+            result.labels[parse_intent_slot(label).intent if source == "nlu-eval" else label] += 1
             yield rec
         result.per_input[str(path)] = n
     if not sum(result.per_input.values()):
@@ -298,7 +309,7 @@ def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
 
 def run_prepare(cfg: PrepareConfig) -> PrepareResult:
     """Convert ``cfg.inputs`` into one JSONL file at ``cfg.output`` (atomic; ``-`` = stdout)."""
-    cfg.validate()
+    validate(cfg)
     result = PrepareResult()
     result.records = write_records(cfg.output, iter_prepared(cfg, result))
     return result

@@ -160,6 +160,10 @@ def test_eval_baselines(env, tmp_path):
         (["--run", "{run}", "--data", "{test}", "--task", "nope"], "task 'nope' is not in the prompt table (known tasks: "),
         (["--run", "{run}", "--data", "{bad}"], "bad.jsonl:2: field 'sentence': missing required field"),
         (["--run", "{run}", "--data", "{notask}"], "several tasks ("),
+        (["--run", "{run}", "--data", "{nulltext}"], "nulltext.jsonl:1: field 'sentence': expected a string, got null"),
+        (["--run", "{run}", "--data", "{listlabel}"], "listlabel.jsonl:1: field 'label': expected a string, got list"),
+        (["--baseline", "one", "--template", "{tpl}", "--train", "{nulltext}", "--data", "{test}"],
+         "nulltext.jsonl:1: field 'sentence': expected a string, got null"),
         (["--predictions", "{test}"], "test.jsonl:1: field 'prediction': missing required field"),
         (["--predictions", "{short}", "--data", "{test}"], "2 predictions but"),
         (["--predictions", "{short}", "--label-field", "gold"], "field 'gold': missing required field"),
@@ -176,6 +180,9 @@ def test_eval_user_errors(env, tmp_path, args, message):
                                                 {"taskname": "sentiment-task", "label": "y"}]),
         "notask": _jsonl(tmp_path / "notask.jsonl", [{"sentence": "a", "label": "x"}]),
         "short": _jsonl(tmp_path / "short.jsonl", [{"label": "x", "prediction": "x"}] * 2),
+        "nulltext": _jsonl(tmp_path / "nulltext.jsonl", [{"taskname": "sentiment-task", "sentence": None, "label": "x"}]),
+        "listlabel": _jsonl(tmp_path / "listlabel.jsonl", [{"taskname": "sentiment-task", "sentence": "a", "label": ["x"]}]),
+        "tpl": env["template"],
     }
     out = tmp_path / "never.json"
     r = invoke(*[a.format(**paths) for a in args], "-o", out)

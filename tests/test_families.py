@@ -173,7 +173,15 @@ def test_continual_learning_and_resume(family, tmp_path):
     checkpoint and resumed ends byte-identical to one that was never stopped."""
     from ptune_cli.ptuning.table import PROMPT_TABLE_FILE
     from ptune_cli.training import TrainConfig, run_train
-    from tests.test_train import INTENT_TPL, SENT_TPL, intent_records, sentiment_records, tensor_bytes, write
+    from ptune_cli.training.events import Step
+    from tests.test_train import (
+        INTENT_TPL,
+        SENT_TPL,
+        intent_records,
+        sentiment_records,
+        tensor_bytes,
+        write,
+    )
 
     class Killed(Exception):
         pass
@@ -183,8 +191,8 @@ def test_continual_learning_and_resume(family, tmp_path):
     base = dict(train=train, template=SENT_TPL, model=str(folder), epochs=2, batch_size=4, lr=1e-2, save_every=3)
     run_train(TrainConfig(output=str(tmp_path / "full"), **base))
 
-    def crash(kind, rec):
-        if kind == "step" and rec["step"] == 5:  # last checkpoint: step 3
+    def crash(event):
+        if isinstance(event, Step) and event.step == 5:  # last checkpoint: step 3
             raise Killed
 
     with pytest.raises(Killed):

@@ -182,3 +182,95 @@ def test_cli_kfold_label_missing_on_some_records_names_the_line(tmp_path):
     assert "--no-stratify" in r.output and not (tmp_path / "f").exists()
     r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2", "--no-stratify"])
     assert r.exit_code == 0, r.output
+
+
+# ---- small data and non-string labels (issue 10, bad inputs 2 and 6) ----------------------
+
+
+@pytest.mark.parametrize("n, k", [(12, 10), (6, 3), (4, 2), (10, 10)])
+def test_small_data_still_gets_a_val_record_in_every_fold(n, k):
+    recs = _records(n)
+    cfg = KFoldConfig(k=k)
+    folds = kfold(recs, cfg)
+    check_folds(recs, folds, cfg)
+    assert all(f.val and f.train for f in folds)
+
+
+def test_too_small_for_train_and_val_is_refused_up_front(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(3))
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "too few for both train and val; give at least 4 records, or pass --val-fraction 0" in r.output
+    assert not (tmp_path / "f").exists()
+
+
+def test_val_fraction_zero_writes_no_val_file(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(20))
+    man = run_kfold(src, tmp_path / "f", KFoldConfig(k=2, val_fraction=0))
+    assert sorted(p.name for p in (tmp_path / "f" / "fold_00").iterdir()) == ["test.jsonl", "train.jsonl"]
+    assert all(f["counts"]["val"] == 0 for f in man["folds"])
+
+
+@pytest.mark.parametrize("label, got", [(None, "null"), (1, "int"), (["positiv"], "list")])
+def test_non_string_label_is_refused_with_file_line(tmp_path, label, got):
+    src = tmp_path / "in.jsonl"
+    write_records(src, [{"label": "a"}, {"label": "b"}, {"label": label}, {"label": "a"}])
+    for extra in ([], ["--no-stratify"]):
+        r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2", *extra])
+        assert r.exit_code == 1, r.output
+        assert f"in.jsonl:3: field 'label': expected a string, got {got}" in r.output
+        assert not (tmp_path / "f").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_documented_chain_kfold_then_train_with_val_on_small_data(tmp_path, tiny_lm_dir):
+    # README: ptune kfold … -o folds/ ; ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl
+    from pathlib import Path
+
+    src = tmp_path / "in.jsonl"
+    write_records(src, [{"taskname": "sentiment-task", "sentence": f"s{i}", "label": ["positiv", "negativ", "neutral"][i % 3]}
+                        for i in range(9)])
+    folds = tmp_path / "folds"
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(folds), "--k", "3"])
+    assert r.exit_code == 0, r.output
+    tpl = Path(__file__).resolve().parents[1] / "templates" / "sv-sentiment.json"
+    for f in ("fold_00", "fold_02"):
+        r = runner.invoke(app, ["train", "--train", str(folds / f / "train.jsonl"), "--val", str(folds / f / "val.jsonl"),
+                                "--template", str(tpl), "--model", str(tiny_lm_dir), "-o", str(tmp_path / "runs" / f),
+                                "--max-steps", "1", "--encoder", "mlp"])
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "runs" / f / "prompt_table.safetensors").is_file()
+
+
+# ---- options declared once (issue 10, point 2) ----------------------------------------------
+
+
+def test_options_come_from_the_config_and_are_validated_once(tmp_path, monkeypatch):
+    import dataclasses
+
+    import ptune_cli.folds as folds
+    from ptune_cli.options import flag_of
+
+    out = runner.invoke(app, ["kfold", "--help"], env={"COLUMNS": "200"}).output
+    for f in dataclasses.fields(KFoldConfig):
+        assert flag_of(KFoldConfig, f.name).split("/")[0] in out and f.metadata["ptune_option"]["help"][:30] in out
+    calls = []
+    real = folds.validate
+    monkeypatch.setattr(folds, "validate", lambda cfg: calls.append(cfg) or real(cfg))
+    src = tmp_path / "in.jsonl"
+    write_records(src, _records(20))
+    r = runner.invoke(app, ["kfold", str(src), "-o", str(tmp_path / "f"), "--k", "2", "--no-stratify", "--seed", "3"])
+    assert r.exit_code == 0, r.output
+    assert len(calls) == 1 and (calls[0].k, calls[0].stratify, calls[0].seed) == (2, False, 3)
+    man = json.loads((tmp_path / "f" / "manifest.json").read_text())
+    assert man["options"] == dataclasses.asdict(calls[0])  # the manifest records the split options
+
+
+def test_bad_options_listed_together_before_reading_input(tmp_path):
+    r = runner.invoke(app, ["kfold", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "f"),
+                            "--k", "1", "--val-fraction", "2"])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "--k must be at least 2" in r.output and "--val-fraction must be in [0, 1)" in r.output
+    assert "no such file" not in r.output and len(r.output.strip().splitlines()) == 1

@@ -7,7 +7,15 @@ import json
 import pytest
 
 from ptune_cli.errors import UserError
-from ptune_cli.io import atomic_output, read_records, write_records
+from ptune_cli.io import (
+    atomic_output,
+    read_records,
+    read_text,
+    require_text_fields,
+    text_field_problem,
+    write_json,
+    write_records,
+)
 
 
 def _write(tmp_path, data: bytes, name="in.jsonl"):
@@ -86,3 +94,79 @@ def test_unwritable_output_is_a_user_error_not_a_traceback(tmp_path):
     with pytest.raises(UserError, match="is a folder, expected an output file"):
         write_records(tmp_path, [{"a": 1}])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+# ---- strict JSON, encodings and the text-field rule (issue 10, bad inputs 2, 5, 6) ---------
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (b'{"a": "x"}\n{"a": NaN}\n', "in.jsonl:2: field 'a': NaN is not valid JSON"),
+        (b'{"a": {"b": [1, Infinity]}}\n', "in.jsonl:1: field 'a': Infinity is not valid JSON"),
+        (b'{"a": -Infinity}\n', "in.jsonl:1: field 'a': -Infinity is not valid JSON"),
+        (b'{"label": "a", "label": "b"}\n', "in.jsonl:1: duplicate key 'label'"),
+        (b'{"a": "x"}\n{"m": {"k": 1, "k": 2}}\n', "in.jsonl:2: duplicate key 'k'"),
+    ],
+)
+def test_nan_literals_and_duplicate_keys_are_refused(tmp_path, data, expected):
+    p = _write(tmp_path, data)
+    with pytest.raises(UserError) as e:
+        read_records(p)
+    assert str(e.value) == f"{tmp_path}/{expected}" or str(e.value).startswith(f"{tmp_path}/{expected}")
+    assert "\n" not in str(e.value)
+
+
+def test_nan_in_a_string_is_text(tmp_path):
+    assert read_records(_write(tmp_path, b'{"a": "NaN", "b": "Infinity"}\n')) == [{"a": "NaN", "b": "Infinity"}]
+
+
+def test_nan_is_never_written(tmp_path):
+    write_json(tmp_path / "m.json", {"score": float("nan"), "xs": [float("inf"), 0.5]})
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: pytest.fail(c)) == {
+        "score": None, "xs": [None, 0.5]}
+    with pytest.raises(ValueError):
+        write_records(tmp_path / "r.jsonl", [{"a": float("nan")}])
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+@pytest.mark.parametrize("codec, name", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-16-be", "UTF-16"),
+                                         ("utf-32", "UTF-32"), ("utf-32-le", "UTF-32")])
+def test_utf16_and_utf32_are_named_not_blamed_on_bytes(tmp_path, codec, name):
+    p = _write(tmp_path, '{"a": "å"}\n{"a": "b"}\n'.encode(codec))
+    with pytest.raises(UserError) as e:
+        read_records(p)
+    assert str(e.value).startswith(f"{p}: file is {name}, convert to UTF-8")
+    with pytest.raises(UserError, match=f"file is {name}, convert to UTF-8"):
+        read_text(p)
+
+
+def test_read_text_names_the_line_of_bad_utf8(tmp_path):
+    p = _write(tmp_path, b'{"a": 1,\n "b": "\xff"}\n', "t.json")
+    with pytest.raises(UserError, match=r"t.json:2: template is not valid UTF-8"):
+        read_text(p, "template")
+    assert read_text(_write(tmp_path, '\ufeffå'.encode(), "bom.txt")) == "å"
+
+
+@pytest.mark.parametrize("value, got", [(None, "null"), (3, "int"), (1.5, "float"), (["positive"], "list"),
+                                        ({"a": 1}, "dict"), (True, "bool")])
+def test_text_fields_must_be_strings(tmp_path, value, got):
+    rec = {"sentence": "s", "label": value}
+    assert text_field_problem(rec, "label") == f"field 'label': expected a string, got {got}"
+    assert text_field_problem(rec, "sentence") is None
+    assert text_field_problem(rec, "other") == "field 'other': missing required field"
+    with pytest.raises(UserError, match=rf"^in.jsonl:7: field 'label': expected a string, got {got}$"):
+        require_text_fields(rec, ["sentence", "label"], "in.jsonl", 7)
+    p = _write(tmp_path, (json.dumps({"label": "ok"}) + "\n" + json.dumps(rec) + "\n").encode())
+    with pytest.raises(UserError, match=rf"in.jsonl:2: field 'label': expected a string, got {got}$"):
+        read_records(p, ["label"])
+
+
+def test_utf16_without_bom_is_named_but_binary_nuls_are_not(tmp_path):
+    p = _write(tmp_path, '{"a": "b"}\n{"a": "c"}\n'.encode("utf-16-be"))
+    with pytest.raises(UserError, match="file is UTF-16, convert to UTF-8"):
+        read_records(p)
+    p = _write(tmp_path, b'{"a": "b"}\n' + b'\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03{"x\x00": 1}\n')
+    with pytest.raises(UserError) as e:
+        read_records(p)
+    assert "in.jsonl:2:" in str(e.value) and "UTF-16" not in str(e.value)

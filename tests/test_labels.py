@@ -6,6 +6,8 @@ import pytest
 
 from ptune_cli.errors import UserError
 from ptune_cli.labels import (
+    IntentSlot,
+    format_intent_slot,
     label_key,
     load_label_map,
     parse_intent_slot,
@@ -80,3 +82,32 @@ def test_bad_map_files(tmp_path, content, match):
 def test_unknown_map_name():
     with pytest.raises(UserError, match="unknown label map 'nope'"):
         load_label_map("nope")
+
+
+@pytest.mark.parametrize("content", ['{"positiv": ["bra", "glad"], "negativ": ["dålig", "Glad!"]}',
+                                     '{"positiv": ["negativ"], "negativ": []}'])
+def test_a_variant_under_two_labels_is_refused(tmp_path, content):
+    p = tmp_path / "m.json"
+    p.write_text(content, encoding="utf-8")
+    with pytest.raises(UserError) as e:
+        load_label_map(str(p))
+    msg = str(e.value)
+    assert "is listed under both 'positiv' and 'negativ'" in msg and str(p) in msg
+    assert "variant 'Glad!'" in msg or "variant 'negativ'" in msg
+
+
+def test_map_file_duplicate_key_and_utf16_are_named(tmp_path):
+    p = tmp_path / "m.json"
+    p.write_text('{"positiv": ["bra"], "positiv": ["glad"]}', encoding="utf-8")
+    with pytest.raises(UserError, match="duplicate key 'positiv'"):
+        load_label_map(str(p))
+    p.write_text('{"positiv": ["bra"]}', encoding="utf-16")
+    with pytest.raises(UserError, match="file is UTF-16, convert to UTF-8"):
+        load_label_map(str(p))
+
+
+@pytest.mark.parametrize("intent, slots", [("iot_coffee", []), ("alarm_set", [("time", "seven am"), ("date", "friday")])])
+def test_format_intent_slot_round_trips_through_the_scoring_parse(intent, slots):
+    label = format_intent_slot(intent, slots)
+    assert label.startswith("\nIntent: ") and ("Slots: None" in label) == (not slots)
+    assert parse_intent_slot(label) == IntentSlot(intent, tuple(slots))

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from ptune_cli.cli import app
 from ptune_cli.io import read_records, write_records
-from ptune_cli.normalize import run_normalize
+from ptune_cli.normalize import NormalizeConfig, run_normalize
 
 runner = CliRunner()
 
@@ -22,7 +22,7 @@ def test_folds_variants_and_passes_unmapped(tmp_path):
         {"sentence": "d", "label": "glad", "prediction": "negativa"},
     ])
     out = tmp_path / "out.jsonl"
-    res = run_normalize(src, out, fields=["label"])
+    res = run_normalize(NormalizeConfig(input=str(src), output=str(out), fields=["label"]))
     assert [r["label"] for r in read_records(out)] == ["positiv", "negativ", "neutral", "glad"]
     assert res.counts == {"positiv": 1, "negativ": 1, "neutral": 1}
     assert res.unmapped == {"glad": 1}
@@ -75,3 +75,22 @@ def test_cli_user_map(tmp_path):
     r = runner.invoke(app, ["normalize-labels", str(src), "-o", str(tmp_path / "o.jsonl"), "--map", str(m)])
     assert r.exit_code == 0, r.output
     assert read_records(tmp_path / "o.jsonl") == [{"label": "pos"}]
+
+
+def test_cli_is_built_from_normalize_config():
+    import dataclasses
+
+    from ptune_cli.options import flag_of
+
+    out = runner.invoke(app, ["normalize-labels", "--help"], env={"COLUMNS": "200"}).output
+    for f in dataclasses.fields(NormalizeConfig):
+        assert flag_of(NormalizeConfig, f.name) in out or f.name in out
+    assert "{canonical: [variants…]}" in out  # rich markup no longer eats the brackets
+
+
+def test_non_string_label_is_refused_like_everywhere_else(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"label": "positiva"}\n{"label": null}\n')
+    r = runner.invoke(app, ["normalize-labels", str(src), "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 1 and f"{src}:2: field 'label': expected a string, got null" in r.output
+    assert not (tmp_path / "o.jsonl").exists()

@@ -11,7 +11,14 @@ import typer
 from typer.testing import CliRunner
 
 from ptune_cli.errors import UserError
-from ptune_cli.options import flag_of, option, output_fields, output_settings, typer_command, validate
+from ptune_cli.options import (
+    flag_of,
+    option,
+    output_fields,
+    output_settings,
+    typer_command,
+    validate,
+)
 
 
 @dataclass
@@ -72,3 +79,9 @@ def test_output_fields_and_flags():
     assert output_fields(Cfg) == ["input", "encoder", "precision", "max_steps", "hidden"]
     assert output_settings(Cfg(input="a", output="b"))["encoder"] == "lstm"
     assert (flag_of(Cfg, "output"), flag_of(Cfg, "max_steps"), flag_of(Cfg, "input")) == ("--output", "--max-steps", "INPUT")
+
+
+def test_apply_aliases_maps_saved_values():
+    from ptune_cli.options import apply_aliases
+
+    assert apply_aliases(Cfg, {"precision": "no", "encoder": "lstm"}) == {"precision": "fp32", "encoder": "lstm"}

@@ -201,6 +201,9 @@ def test_compare_table(tmp_path):
     data = json.loads((tmp_path / "out.json").read_text())
     assert data["key"] == "accuracy" and [r["setting"] for r in data["rows"]] == ["p-tuned", "zero-shot"]
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png", "out.json", "out.md", "p.json", "z.json"]  # no temp files
+    from ptune_cli.evaluate.report import pct
+    assert compare.pct is pct  # the project's formatting, not a copy
     with pytest.raises(SystemExit, match="no such summary"):
         compare.main(["-o", str(tmp_path / "x"), f"a={tmp_path / 'missing.json'}"])
 

@@ -230,3 +230,34 @@ def test_real_fiqa_headlines_never_straddle_folds(shared_data, tmp_path):
                 if split == "test":
                     fold_of.setdefault(rec["source_id"], set()).add(k)
     assert len(fold_of) == 436 and all(len(v) == 1 for v in fold_of.values())
+
+
+@pytest.mark.parametrize("name, text", [("s.txt", "good news@positive\n"), ("n.csv", NLU_CSV), ("f.json", json.dumps(FIQA))])
+@pytest.mark.parametrize("codec, enc", [("utf-16", "UTF-16"), ("utf-16-le", "UTF-16"), ("utf-32", "UTF-32")])
+def test_utf16_input_is_named_not_blamed_on_label_bytes(tmp_path, name, text, codec, enc):
+    src = tmp_path / name
+    src.write_bytes(text.encode(codec))
+    out = tmp_path / "o.jsonl"
+    r = CliRunner().invoke(app, ["prepare", str(src), "-o", str(out)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"{src}: file is {enc}, convert to UTF-8" in r.output
+    assert not out.exists()
+
+
+def test_phrasebank_with_an_explicit_utf16_encoding_still_reads(tmp_path):
+    src = tmp_path / "s.txt"
+    src.write_bytes("good news@positive\n".encode("utf-16"))
+    res = run_prepare(PrepareConfig(inputs=[src], output=str(tmp_path / "o.jsonl"), encoding="utf-16"))
+    assert res.records == 1
+
+
+def test_source_choices_shown_and_checked_with_every_other_problem(tmp_path):
+    out = runner.invoke(app, ["prepare", "--help"], env={"COLUMNS": "200"}).output
+    assert "[auto|nlu-eval|phrasebank|fiqa]" in out
+    src = tmp_path / "s.txt"
+    src.write_text("good@positive\n", encoding="utf-8")
+    r = runner.invoke(app, ["prepare", str(src), "--source", "csv", "--neutral-band", "3", "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert "--source must be one of auto, nlu-eval, phrasebank, fiqa, got 'csv'" in r.output
+    assert "--neutral-band must be in [0, 1)" in r.output
+    assert not (tmp_path / "o.jsonl").exists()

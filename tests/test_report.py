@@ -111,6 +111,7 @@ def test_bad_inputs(tmp_path, fold_files):
         (["{f0}", "{f1}", "{f0}"], "fold_00/results.json: given twice"),
         ([], "no results files given"),
         (["{f0}", "-o", "{f0}"], "-o {f0} is also RESULTS"),
+        (["{nan}"], "nan.json: not a results JSON file (field 'accuracy': NaN is not valid JSON"),
     ],
 )
 def test_bad_results_are_one_line_errors(tmp_path, fold_files, args, message):
@@ -121,6 +122,7 @@ def test_bad_results_are_one_line_errors(tmp_path, fold_files, args, message):
                                                  "slot": {"precision": 1, "recall": 1}}),
         "badfold": _write(tmp_path, "badfold.json", _acc_result(5, 10, fold="one")),
         "f0": fold_files[0], "f1": fold_files[1],
+        "nan": _write(tmp_path, "nan.json", {"metric": "accuracy", "n": 1, "accuracy": float("nan")}),
     }
     before = Path(fold_files[0]).read_text()
     r = CliRunner().invoke(app, ["report", *[a.format(**paths) for a in args]])

@@ -146,3 +146,38 @@ def test_truncation_and_skip(tok):
 def test_missing_record_field_is_user_error(tok):
     with pytest.raises(UserError, match="no field 'sentence'"):
         encode_example(template_from_dict(SENT), {"label": "x"}, tok)
+
+
+@pytest.mark.parametrize("prompt, char, pos", [
+    ("<|VIRTUAL_PROMPT_0|> {sentence:{label}", "{", 22),
+    ("<|VIRTUAL_PROMPT_0|> {sentence}}:{label}", "}", 32),
+    ("<|VIRTUAL_PROMPT_0|> sentence}:{label}", "}", 30),
+    ("<|VIRTUAL_PROMPT_0|> {sentence}:{label", "{", 33),
+])
+def test_unbalanced_brace_names_template_prompt_and_position(prompt, char, pos):
+    with pytest.raises(UserError) as e:
+        template_from_dict(dict(SENT, prompt_template=prompt), "t.json")
+    msg = str(e.value)
+    assert msg == (f"t.json: template 'sentiment-task': prompt_template {prompt!r} has an unbalanced "
+                   f"'{char}' at character {pos} (fields are written {{name}})")
+    assert "truncate_field" not in msg
+
+
+def test_literal_balanced_braces_are_still_allowed():
+    t = template_from_dict(dict(SENT, prompt_template="<|VIRTUAL_PROMPT_0|> {sentence} {} {not a field}:{label}"))
+    assert t.fields == ["sentence", "label"]
+
+
+@pytest.mark.parametrize("value, got", [(None, "null"), (3, "int"), (["negativ"], "list")])
+def test_encoding_a_non_string_field_is_refused_not_str(tok, value, got):
+    t = template_from_dict(SENT)
+    for field in ("sentence", "label"):
+        with pytest.raises(UserError, match=f"field '{field}': expected a string, got {got}"):
+            encode_example(t, {**REC, field: value}, tok)
+
+
+def test_template_file_with_duplicate_keys_is_refused(tmp_path):
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(SENT)[:-1] + ', "answer_field": "sentence"}', encoding="utf-8")
+    with pytest.raises(UserError, match=r"t.json: invalid JSON \(duplicate key 'answer_field'"):
+        load_templates(p)

@@ -13,7 +13,7 @@ from safetensors import safe_open
 
 from ptune_cli.errors import UserError
 from ptune_cli.ptuning.table import PROMPT_TABLE_FILE, load_prompt_table
-from ptune_cli.training import TrainConfig, run_train
+from ptune_cli.training import Evaluated, Finished, Started, Step, TrainConfig, run_train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -75,6 +75,7 @@ def test_cli_end_to_end(tiny_lm_dir, data, tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "trainable params:" in res.output and "prompt table:" in res.output and "24 training examples" in res.output
+    assert "done: 6/6 steps" in res.output and "best val loss" in res.output
     table = load_prompt_table(out)
     assert list(table.prompts) == ["sentiment-task"] and tuple(table.prompts["sentiment-task"].shape) == (10, 32)
     meta = table.meta
@@ -144,8 +145,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_lm_dir, data, 
     class Killed(Exception):
         pass
 
-    def crash(kind, rec):
-        if kind == "step" and rec["step"] == 7:  # last checkpoint: step 6
+    def crash(event):
+        if isinstance(event, Step) and event.step == 7:  # last checkpoint: step 6
             raise Killed
 
     part = tmp_path / "part"
@@ -163,6 +164,24 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_lm_dir, data, 
     # changed options are refused
     with pytest.raises(UserError, match="options differ.*lr"):
         run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "lr": 0.5}))
+    with pytest.raises(UserError) as e:  # every difference listed
+        run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "epochs": 4, "encoder": "mlp"}))
+    assert "encoder: 'lstm' → 'mlp'" in str(e.value) and "epochs: 3 → 4" in str(e.value)
+    # options that do not change the output (affects_output=False) may change
+    assert run_train(cfg(tiny_lm_dir, data, part, resume=True, **{**kw, "save_every": 5})).steps == 9
+    # a run saved with train's old --precision word resumes under its new name
+    conf = part / "config.json"
+    saved = json.loads(conf.read_text())
+    saved["config"]["precision"] = "no"
+    conf.write_text(json.dumps(saved))
+    assert run_train(cfg(tiny_lm_dir, data, part, resume=True, precision="fp32", **kw)).steps == 9
+
+
+def test_resume_compares_the_options_that_change_the_output():
+    from ptune_cli.options import output_fields
+
+    free = {f for f in TrainConfig.__dataclass_fields__} - set(output_fields(TrainConfig))
+    assert free == {"output", "resume", "report_to", "save_every"}
 
 
 def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
@@ -175,16 +194,28 @@ def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
     assert tensor_bytes(tmp_path / "es", "sentiment-task") == tensor_bytes(tmp_path / "one", "sentiment-task")
 
 
-def test_nan_loss_stops_with_clear_message(tiny_lm_dir, data, tmp_path, monkeypatch):
-    import ptune_cli.training.loop as loop
+def test_events_in_order(tiny_lm_dir, data, tmp_path):
+    seen = []
+    r = run_train(cfg(tiny_lm_dir, data, tmp_path / "ev", val=data["val"], max_steps=3, eval_every=2), on_event=seen.append)
+    assert [type(e).__name__ for e in seen] == ["Started", "Step", "Evaluated", "Step", "Evaluated", "Step", "Finished"]
+    started, evaluated, finished = seen[0], seen[2], seen[-1]
+    assert isinstance(started, Started) and started.total_steps == 3 and started.resumed_from is None
+    assert started.to_dict() == json.loads((tmp_path / "ev" / "config.json").read_text())["resolved"]
+    assert isinstance(evaluated, Evaluated) and evaluated.step == 2 and seen[3].val_loss == round(evaluated.val_loss, 6)
+    assert [e.to_dict() for e in seen if isinstance(e, Step)] == [json.loads(x) for x in (tmp_path / "ev" / "log.jsonl").read_text().splitlines()]
+    assert isinstance(finished, Finished) and finished.result is r and r.started is started
 
-    real = loop.answer_loss
+
+def test_nan_loss_stops_with_clear_message(tiny_lm_dir, data, tmp_path, monkeypatch):
+    import ptune_cli.training.recipe as recipe
+
+    real = recipe.answer_loss
 
     def nan_loss(*a, **k):
         loss, n = real(*a, **k)
         return loss * float("nan"), n
 
-    monkeypatch.setattr(loop, "answer_loss", nan_loss)
+    monkeypatch.setattr(recipe, "answer_loss", nan_loss)
     with pytest.raises(UserError, match=r"loss became nan at step 1 .*diverged; lower --lr"):
         run_train(cfg(tiny_lm_dir, data, tmp_path / "nan"))
     assert not (tmp_path / "nan" / PROMPT_TABLE_FILE).exists()
@@ -241,8 +272,24 @@ def test_precision_bf16_with_lstm_encoder_on_cpu(tiny_lm_dir, data, tmp_path):
     # the encoder runs in float32 outside autocast: CPU autocast has no bf16 LSTM kernel
     r = run_train(cfg(tiny_lm_dir, data, tmp_path / "bf16", encoder="lstm", precision="bf16", max_steps=2))
     assert r.steps == 2 and load_prompt_table(tmp_path / "bf16").prompts["sentiment-task"].dtype == torch.float32
-    # accelerate's process-wide state must not refuse another precision in the same process
-    assert run_train(cfg(tiny_lm_dir, data, tmp_path / "fp32", max_steps=1)).steps == 1
+    # accelerate's process-wide state must not refuse another precision in the same process;
+    # 'no' (train's old word) is kept as an alias of fp32
+    assert run_train(cfg(tiny_lm_dir, data, tmp_path / "fp32", precision="no", max_steps=1)).steps == 1
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["config"]["precision"] == "fp32"
+
+
+def test_precision_words_match_eval_and_translate(monkeypatch):
+    from ptune_cli.training.accelerator import mixed_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert [mixed_precision(p) for p in ("auto", "fp32", "fp16", "bf16")] == ["no", "no", "fp16", "bf16"]
+    # auto on a GPU: bf16 where it has it, else fp16 (models.torch_dtype's rule)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for has_bf16, want in ((True, "bf16"), (False, "fp16")):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda has=has_bf16: has)
+        assert mixed_precision("auto") == want
+    with pytest.raises(UserError, match="--precision must be one of auto, fp32, fp16, bf16, got 'fp8'"):
+        run_train(TrainConfig(train="t", output="o", template="t.json", precision="fp8"))
 
 
 def test_cli_reports_skipped_validation_examples(tiny_lm_dir, data, tmp_path):

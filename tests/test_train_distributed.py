@@ -29,10 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 KILLER = """
 import os, sys
-from ptune_cli.training import TrainConfig, run_train
+from ptune_cli.training import Step, TrainConfig, run_train
 cfg = TrainConfig(**{json_cfg})
-def on_event(kind, rec):
-    if kind == "step" and rec["step"] == 5:
+def on_event(event):
+    if isinstance(event, Step) and event.step == 5:
         os.kill(os.getpid(), 9)  # kill -9 between checkpoints (save_every=2: last one at step 4)
 run_train(cfg, on_event=on_event)
 """

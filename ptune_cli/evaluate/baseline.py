@@ -12,8 +12,8 @@ import random
 import re
 from dataclasses import dataclass
 
-from ptune_cli.errors import UserError, at
-from ptune_cli.io import display_name, iter_records
+from ptune_cli.errors import UserError
+from ptune_cli.io import display_name, iter_records, require_text_fields
 from ptune_cli.ptuning.template import FIELD_RE, TaskTemplate
 
 BASELINES = {"zero": 0, "one": 1, "few": None}
@@ -53,9 +53,7 @@ def draw_shots(train_path: str, tpl: TaskTemplate, k: int, seed: int) -> list[tu
     multitask training file works."""
     pool = [(ln, r) for ln, r in iter_records(train_path) if r.get("taskname", tpl.taskname) == tpl.taskname]
     for ln, r in pool:
-        missing = next((f for f in tpl.fields if f not in r), None)
-        if missing is not None:
-            raise UserError(f"{at(display_name(train_path), ln, missing)}: missing required field")
+        require_text_fields(r, tpl.fields, train_path, ln)  # a shot is rendered: never str() of null
     if k > len(pool):
         raise UserError(f"{display_name(train_path)}: {len(pool)} records of task '{tpl.taskname}', fewer than --shots {k}")
     return random.Random(seed).sample(pool, k)

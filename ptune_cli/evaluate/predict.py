@@ -22,7 +22,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ptune_cli.ptuning.model import check_gathered_head, head_logits, inject_prompts, run_cached, sliding_window
+from ptune_cli.ptuning.model import (
+    check_gathered_head,
+    head_logits,
+    inject_prompts,
+    run_cached,
+    sliding_window,
+)
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 Progress = Callable[[int], None] | None

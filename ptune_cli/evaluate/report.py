@@ -8,7 +8,6 @@ Markdown renderers for one results dict and for a summary live here too (the CLI
 
 from __future__ import annotations
 
-import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.meta import fold_in_path
 from ptune_cli.evaluate.metrics import headline
+from ptune_cli.io import loads_strict, read_text
 
 DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"]}
 PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1"}
@@ -65,8 +65,8 @@ def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
             raise UserError(f"{path}: given twice (also as {seen[key]}); each results file counts once")
         seen[key] = str(path)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            data = loads_strict(read_text(path, "results file"))  # no NaN literals, no duplicate keys
+        except ValueError as e:
             raise UserError(f"{path}: not a results JSON file ({e})") from None
         if not isinstance(data, dict) or data.get("metric") not in DEFAULT_PLOT_KEYS:
             raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot)")

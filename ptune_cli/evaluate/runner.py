@@ -88,8 +88,7 @@ def read_test_data(cfg: EvalConfig) -> TestData:
 def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     data = read_test_data(cfg)
     tpl, table = task_template(cfg, data)
-    required = {f: None for f in tpl.input_fields}
-    required[tpl.answer_field] = str
+    required = {f: str for f in (*tpl.input_fields, tpl.answer_field)}  # io's one rule: text is a string
     for lineno, rec in data.numbered:
         check_fields(rec, data.path, lineno, required)
     records = data.records

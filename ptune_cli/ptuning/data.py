@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass, field
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import display_name, iter_records
+from ptune_cli.io import display_name, iter_records, text_field_problem
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 MAX_LISTED = 8
@@ -51,8 +51,10 @@ def load_examples(path, templates: dict[str, TaskTemplate], tokenizer, max_lengt
         if problem is None:
             tpl = templates[task]
             for f in tpl.fields:
-                if f not in rec:
-                    problem = f"field '{f}': missing (template '{task}' uses {{{f}}})"
+                # the one rule of io.text_field_problem: never train on str() of null or a list
+                problem = text_field_problem(rec, f)
+                if problem is not None:
+                    problem += f" (template '{task}' uses {{{f}}})"
                     break
         if problem is not None:
             problems.append(f"{at(name, lineno)}: {problem}")

@@ -8,12 +8,12 @@ prefix of the full example (what generation at inference needs).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.io import loads_strict, read_text
 
 MARKER_RE = re.compile(r"<\|VIRTUAL_PROMPT_(\d+)\|>")
 FIELD_RE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
@@ -54,6 +54,22 @@ class TaskTemplate:
         return [f for f in self.fields if f != self.answer_field]
 
 
+def unbalanced_brace(text: str) -> int | None:
+    """Index of the first ``{`` left open (another ``{`` or the end comes first) or ``}`` never
+    opened, else None. ``{name}`` fields and other balanced braces are fine."""
+    open_at = None
+    for i, ch in enumerate(text):
+        if ch == "{":
+            if open_at is not None:
+                return open_at
+            open_at = i
+        elif ch == "}":
+            if open_at is None:
+                return i
+            open_at = None
+    return open_at
+
+
 def _problems(d: dict) -> list[str]:
     out = []
     unknown = sorted(k for k in d if k not in _KEYS and not str(k).startswith("_"))
@@ -78,6 +94,11 @@ def _problems(d: dict) -> list[str]:
     if out:
         return out
     tpl, total, splits = d["prompt_template"], d["total_virtual_tokens"], d["virtual_token_splits"]
+    brace = unbalanced_brace(tpl)
+    if brace is not None:
+        # the fields cannot be read: checks of answer_field/truncate_field would only mislead
+        return [f"prompt_template {tpl!r} has an unbalanced '{tpl[brace]}' at character {brace + 1} "
+                "(fields are written {name})"]
     if not d["taskname"].strip():
         out.append("'taskname' is empty")
     if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in splits):
@@ -133,8 +154,8 @@ def load_templates(path) -> dict[str, TaskTemplate]:
     if not p.is_file():
         raise UserError(f"{p}: no such template file")
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = loads_strict(read_text(p, "template file"))
+    except ValueError as e:  # JSONDecodeError, NaN, duplicate keys
         raise UserError(f"{p}: invalid JSON ({e})") from None
     items = data.get("tasks") if isinstance(data, dict) and "tasks" in data else data
     if isinstance(items, dict):
@@ -183,6 +204,16 @@ def uses_bos(tokenizer) -> bool:
     return flag
 
 
+def _text(record: dict, name: str, tpl: TaskTemplate) -> str:
+    """A field's text; readers check with io.text_field_problem first (file:line), this is the
+    last guard against encoding str() of null, a number or a list."""
+    value = record[name]
+    if not isinstance(value, str):
+        got = "null" if value is None else type(value).__name__
+        raise UserError(f"field '{name}': expected a string, got {got} (template '{tpl.taskname}' uses {{{name}}})")
+    return value
+
+
 def _segments(tpl: TaskTemplate, record: dict, include_answer: bool) -> list[tuple[str, object]]:
     """``[("virtual", n) | ("text", s) | ("answer", s)]`` for one record."""
     body = tpl.prompt_template[: -len("{" + tpl.answer_field + "}")]
@@ -194,7 +225,7 @@ def _segments(tpl: TaskTemplate, record: dict, include_answer: bool) -> list[tup
             name = m.group(1)
             if name not in record:
                 raise UserError(f"record has no field '{name}' (template '{tpl.taskname}' uses {{{name}}})")
-            return str(record[name])
+            return _text(record, name, tpl)
 
         return FIELD_RE.sub(sub, text)
 
@@ -210,7 +241,7 @@ def _segments(tpl: TaskTemplate, record: dict, include_answer: bool) -> list[tup
     if include_answer:
         if tpl.answer_field not in record:
             raise UserError(f"record has no answer field '{tpl.answer_field}'")
-        segs.append(("answer", str(record[tpl.answer_field])))
+        segs.append(("answer", _text(record, tpl.answer_field, tpl)))
     return segs
 
 

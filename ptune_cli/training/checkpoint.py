@@ -3,11 +3,12 @@ prompts and RNG states in one file, replaced atomically so a kill -9 never leave
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import torch
+
+from ptune_cli.io import atomic_output
 
 CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.pt"
@@ -43,13 +44,8 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(run_dir, state: dict) -> None:
     """Write ``state`` (plus RNG states) to RUN_DIR/checkpoint/state.pt atomically."""
-    path = checkpoint_path(run_dir)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({**state, "rng": rng_state()}, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    with atomic_output(checkpoint_path(run_dir), "wb") as fh:
+        torch.save({**state, "rng": rng_state()}, fh)
 
 
 def load_checkpoint(run_dir) -> dict | None:

@@ -1,4 +1,5 @@
-"""Typed training configuration with validation that names the flag (all problems at once).
+"""``ptune train``'s options, declared once: each field's default, help and flag (the CLI is
+built from this dataclass, see :mod:`ptune_cli.options`).
 
 Defaults are chosen to learn on small models (SmolLM2-135M, a few hundred records): NeMo's
 lr 1e-4 is tuned for billions of parameters and barely moves a prompt on a 135M model, so we
@@ -11,67 +12,70 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from typing import Literal
 
-from ptune_cli.errors import UserError
+from ptune_cli.options import option
 
-ENCODERS = ("lstm", "mlp", "embedding")
-PRECISIONS = ("no", "fp16", "bf16")
-REPORTERS = ("none", "tensorboard", "wandb")
+_PROMPT, _OPT, _RUN = "Prompt encoder", "Optimization", "Run"
 
 
 @dataclass
 class TrainConfig:
-    """Everything one `ptune train` run needs; field names follow the CLI flags."""
+    """Everything one `ptune train` run needs. ``affects_output=False``: may change on --resume."""
 
-    train: str  # --train: JSONL training records
-    output: str  # -o: the run directory
-    template: str | None = None  # --template: task template JSON (required)
-    val: str | None = None  # --val: JSONL validation records (early stopping, best checkpoint)
-    model: str | None = None  # --model: hub id, folder, .gguf; None = packaged SmolLM2-135M
-    encoder: str = "lstm"  # --encoder: lstm | mlp | embedding
-    encoder_hidden: int | None = None  # --encoder-hidden: lstm h/2 per direction, mlp h
-    init: str = "random"  # --init: random | text:"…"
-    epochs: int = 10  # --epochs
-    max_steps: int | None = None  # --max-steps: overrides --epochs
-    lr: float = 3e-3  # --lr: peak learning rate
-    weight_decay: float = 0.01  # --weight-decay
-    warmup_steps: int | None = None  # --warmup-steps: default min(50, 10 % of the steps)
-    batch_size: int = 8  # --batch-size (per process)
-    grad_accum: int = 1  # --grad-accum
-    grad_clip: float = 1.0  # --grad-clip
-    max_length: int | None = None  # --max-length: default min(model context, 1024)
-    precision: str = "no"  # --precision: no | fp16 | bf16
-    seed: int = 42  # --seed
-    eval_every: int | None = None  # --eval-every: steps between val evaluations (default: each epoch)
-    early_stopping_patience: int | None = 10  # --early-stopping-patience: evaluations; 0/None = off
-    min_delta: float = 0.001  # --min-delta
-    save_every: int = 50  # --save-every: steps between checkpoints
-    existing: str | None = None  # --existing: run dir whose prompts are kept frozen
-    resume: bool = False  # --resume: continue from RUN_DIR/checkpoint
-    report_to: str = "none"  # --report-to: none | tensorboard | wandb
+    train: str = option(help="Training records (JSONL; 'taskname' picks the template).")
+    output: str = option(help="Run directory (prompt table, config, log, checkpoint).", flag="--output", short="-o",
+                         affects_output=False)
+    template: str | None = option(help="Task template JSON (NeMo keys), see templates/.")
+    val: str | None = option(None, help="Validation records: early stopping, best checkpoint exported.")
+    model: str | None = option(None, help="Hub id, local folder or .gguf file. Default: the packaged SmolLM2-135M "
+                               "(offline), or --existing's model.")
+    existing: str | None = option(None, help="Earlier run dir: its tasks' prompts are kept (byte-identical), "
+                                  "new tasks trained.")
+    encoder: Literal["lstm", "mlp", "embedding"] = option(
+        "lstm", help="lstm (BiLSTM+MLP, NeMo), mlp, or embedding (prompt tuning).", panel=_PROMPT)
+    encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp).",
+                                        panel=_PROMPT)
+    init: str = option("random", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings "
+                       "of the text).", panel=_PROMPT)
+    epochs: int = option(10, help="Passes over --train.", panel=_OPT)
+    max_steps: int | None = option(None, help="Optimizer steps (overrides --epochs).", panel=_OPT)
+    lr: float = option(3e-3, help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for "
+                       "embedding).", panel=_OPT)
+    weight_decay: float = option(0.01, help="AdamW weight decay.", panel=_OPT)
+    warmup_steps: int | None = option(None, help="Linear warmup, then cosine decay (default min(50, 10% of steps)).",
+                                      panel=_OPT)
+    batch_size: int = option(8, help="Examples per process and micro-batch.", panel=_OPT)
+    grad_accum: int = option(1, help="Micro-batches per optimizer step.", panel=_OPT)
+    grad_clip: float = option(1.0, help="Gradient norm clip (0: off).", panel=_OPT)
+    max_length: int | None = option(None, help="Tokens per example incl. virtual ones (default min(context, 1024)); "
+                                    "longer: truncate_field is cut, else skipped.", panel=_OPT)
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = option(
+        "auto", help="Autocast precision; auto: fp32 on CPU, bf16 on GPUs that have it, else fp16 ('no' = fp32).",
+        aliases={"no": "fp32"}, panel=_OPT)
+    seed: int = option(42, help="Seed for the encoder init and the batch order.", panel=_OPT)
+    eval_every: int | None = option(None, help="Steps between val evaluations (default: each epoch).", panel=_RUN)
+    early_stopping_patience: int | None = option(
+        10, help="Stop after this many evaluations without val improvement (0: off).", panel=_RUN)
+    min_delta: float = option(0.001, help="Val improvement that counts.", panel=_RUN)
+    save_every: int = option(50, help="Steps between checkpoints.", affects_output=False, panel=_RUN)
+    resume: bool = option(False, help="Continue an interrupted run in -o from its last checkpoint.",
+                          affects_output=False, panel=_RUN)
+    report_to: Literal["none", "tensorboard", "wandb"] = option(
+        "none", help="Also log the steps to tensorboard or wandb.", affects_output=False, panel=_RUN)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def validate(self) -> None:
-        """Raise one UserError listing every invalid option."""
+    def problems(self) -> list[str]:
+        """Every invalid value (choices are checked by :func:`ptune_cli.options.validate`)."""
         p: list[str] = []
-        if self.encoder not in ENCODERS:
-            p.append(f"--encoder must be one of {', '.join(ENCODERS)}, got '{self.encoder}'")
-        if self.precision not in PRECISIONS:
-            p.append(f"--precision must be one of {', '.join(PRECISIONS)}, got '{self.precision}'")
-        if self.report_to not in REPORTERS:
-            p.append(f"--report-to must be one of {', '.join(REPORTERS)}, got '{self.report_to}'")
         if self.init != "random" and not re.fullmatch(r"text:.*\S.*", self.init, flags=re.S):
             p.append(f"--init must be 'random' or 'text:<some words>', got '{self.init}'")
-        for flag, v, lo in (
-            ("--epochs", self.epochs, 1),
-            ("--batch-size", self.batch_size, 1),
-            ("--grad-accum", self.grad_accum, 1),
-            ("--save-every", self.save_every, 1),
-        ):
-            if v < lo:
-                p.append(f"{flag} must be >= {lo}, got {v}")
+        for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
+                        ("--grad-accum", self.grad_accum), ("--save-every", self.save_every)):
+            if v < 1:
+                p.append(f"{flag} must be >= 1, got {v}")
         for flag, v in (("--max-steps", self.max_steps), ("--eval-every", self.eval_every), ("--encoder-hidden", self.encoder_hidden)):
             if v is not None and v < 1:
                 p.append(f"{flag} must be >= 1, got {v}")
@@ -87,5 +91,4 @@ class TrainConfig:
             p.append(f"--early-stopping-patience must be >= 0, got {self.early_stopping_patience}")
         if self.template is None:
             p.append("--template is required (a JSON file with NeMo task keys, see templates/)")
-        if p:
-            raise UserError("invalid options: " + "; ".join(p))
+        return p

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ptune_cli import __version__
 from ptune_cli.ptuning.table import save_prompt_table
+
+if TYPE_CHECKING:
+    from ptune_cli.training.recipe import TrainRecipe
 
 
 def param_counts(model, encoder) -> tuple[int, int]:
@@ -24,38 +29,40 @@ def _tokenizer_meta(tok) -> dict:
     }
 
 
-def export_table(cfg, s, prompts: dict, info: dict, st) -> None:
-    """Write RUN_DIR/prompt_table.{safetensors,json}: new tasks' prompts plus, byte for byte,
-    every task of the --existing table."""
+def export_table(recipe: TrainRecipe, prompts: dict) -> None:
+    """Write RUN_DIR/prompt_table.{safetensors,json}: the new tasks' ``prompts`` plus, byte for
+    byte, every task of the --existing table."""
+    cfg, existing, started = recipe.cfg, recipe.existing, recipe.started
     table: dict = {}
     templates: dict = {}
     tasks: dict = {}
-    if s.existing is not None:
-        table.update(s.existing.prompts)  # loaded tensors, written back unchanged
-        templates.update(s.existing.meta.get("templates", {}))
-        for name, entry in s.existing.meta.get("tasks", {}).items():
+    if existing is not None:
+        table.update(existing.prompts)  # loaded tensors, written back unchanged
+        templates.update(existing.meta.get("templates", {}))
+        for name, entry in existing.meta.get("tasks", {}).items():
             tasks[name] = {**entry, "from_existing": entry.get("from_existing") or str(cfg.existing)}
-    for name, tpl in s.templates.items():
+    data = recipe.train_data
+    for name, tpl in recipe.templates.items():
         table[name] = prompts[name]
         templates[name] = tpl.to_dict()
         tasks[name] = {
             "total_virtual_tokens": tpl.total_virtual_tokens,
             "encoder": cfg.encoder,
-            "train_examples": s.train.counts[name],
-            "skipped_too_long": s.train.skipped[name],
-            "truncated": s.train.truncated[name],
-            "steps": st.step,
-            "best_val_loss": st.best_val,
-            "best_step": st.best_step,
+            "train_examples": data.counts[name],
+            "skipped_too_long": data.skipped[name],
+            "truncated": data.truncated[name],
+            "steps": recipe.step,
+            "best_val_loss": recipe.best_val,
+            "best_step": recipe.best_step,
         }
     meta = {
-        "base_model": s.model_id,
-        "tokenizer": _tokenizer_meta(s.tokenizer),
-        "hidden_size": info["hidden_size"],
+        "base_model": recipe.model_id,
+        "tokenizer": _tokenizer_meta(recipe.tokenizer),
+        "hidden_size": started.hidden_size,
         "templates": templates,
         "tasks": tasks,
-        "hyperparameters": {**cfg.to_dict(), "total_steps": info["total_steps"], "warmup_steps": info["warmup_steps"],
-                            "effective_batch_size": info["effective_batch_size"], "max_length": info["max_length"]},
+        "hyperparameters": {**cfg.to_dict(), "total_steps": started.total_steps, "warmup_steps": started.warmup_steps,
+                            "effective_batch_size": started.effective_batch_size, "max_length": started.max_length},
         "created_by": "ptune train",
         "ptune_version": __version__,
     }
