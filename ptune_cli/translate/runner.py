@@ -162,20 +162,7 @@ def run_translate(
     stats, how = Counter(), Counter()
     todo = mine[resumed:]
     if todo:
-        try:
-            if engine is None:
-                from ptune_cli.translate.engines import load_engine
-
-                cfg.device = shard_device(cfg.device, ctx)
-                engine = load_engine(cfg)
-            stats, how = _translate_all(plans, todo, engine, cfg, partial, tally, on_progress)
-        except BaseException:
-            # nothing to resume from (or stdout, which can't resume): leave no stray files
-            if partial.done == 0 or str(output) == STDIO:
-                partial.discard()
-                if str(output) == STDIO:
-                    shutil.rmtree(partial.path.parent, ignore_errors=True)
-            raise
+        engine, stats, how = _translate_todo(plans, todo, engine, cfg, ctx, partial, tally, output, on_progress)
     totals = {"resumed_records": resumed, "records_written": partial.done,
               "flagged_records": tally.records, "flags": dict(tally.counts),
               "stats": dict(stats), "slot_projection": dict(how)}
@@ -189,6 +176,24 @@ def run_translate(
     if ctx.world > 1:
         ctx.close()
     return report
+
+
+def _translate_todo(plans, todo, engine, cfg, ctx, partial, tally, output, on_progress):
+    """Load the engine (unless given) and translate ``todo``; on failure leave no stray files
+    when there is nothing to resume from (or the output is stdout, which can't resume)."""
+    try:
+        if engine is None:
+            from ptune_cli.translate.engines import load_engine
+
+            cfg.device = shard_device(cfg.device, ctx)
+            engine = load_engine(cfg)
+        return (engine, *_translate_all(plans, todo, engine, cfg, partial, tally, on_progress))
+    except BaseException:
+        if partial.done == 0 or str(output) == STDIO:
+            partial.discard()
+            if str(output) == STDIO:
+                shutil.rmtree(partial.path.parent, ignore_errors=True)
+        raise
 
 
 def _translate_all(plans, todo, engine, cfg, partial, tally, on_progress):
