@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from ptune_cli.options import option
+from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, option
 
 _PROMPT, _OPT, _RUN = "Prompt encoder", "Optimization", "Run"
 
@@ -50,9 +50,7 @@ class TrainConfig:
     grad_clip: float = option(1.0, help="Gradient norm clip (0: off).", panel=_OPT)
     max_length: int | None = option(None, help="Tokens per example incl. virtual ones (default min(context, 1024)); "
                                     "longer: truncate_field is cut, else skipped.", panel=_OPT)
-    precision: Literal["auto", "fp32", "fp16", "bf16"] = option(
-        "auto", help="Autocast precision; auto: fp32 on CPU, bf16 on GPUs that have it, else fp16 ('no' = fp32).",
-        aliases={"no": "fp32"}, panel=_OPT)
+    precision: Precision = option("auto", help="Autocast: " + PRECISION_HELP, aliases=PRECISION_ALIASES, panel=_OPT)
     seed: int = option(42, help="Seed for the encoder init and the batch order.", panel=_OPT)
     eval_every: int | None = option(None, help="Steps between val evaluations (default: each epoch).", panel=_RUN)
     early_stopping_patience: int | None = option(
