@@ -11,10 +11,15 @@
 # and reads Swedish at chance; `make demo TRANSLATE=none` (English side): 87.8 ± 6.3 % vs
 # 38.9 ± 3.9 %, 3 min 41 s on an idle machine.
 
-DEMO_EN ?= pipelines/demo/sentiment_en.jsonl
-DEMO_SV ?= pipelines/demo/sentiment_sv.jsonl
+# DEMO_SAMPLE=dev: the 180-record sample the recipe was tuned on (pipelines/demo/README.md)
+DEMO_SAMPLE ?=
+DEMO_EN ?= pipelines/demo/$(if $(DEMO_SAMPLE),$(DEMO_SAMPLE)/)sentiment_en.jsonl
+DEMO_SV ?= pipelines/demo/$(if $(DEMO_SAMPLE),$(DEMO_SAMPLE)/)sentiment_sv.jsonl
 DEMO_TRANSLATE := $(or $(TRANSLATE),auto)
 DEMO_LANG := $(call _lang,$(DEMO_TRANSLATE))
+# Swedish side: the multilingual Gemma 3 270M (packaged, offline); English side: SmolLM2-135M
+DEMO_MODEL := $(or $(MODEL),$(if $(filter sv,$(DEMO_LANG)),packaged:gemma3-270m,packaged:smollm2-135m))
+DEMO_SHOTS := $(or $(SHOTS),5)
 DEMO_FOLDS := $(or $(FOLDS),3)
 DEMO_STEPS := $(or $(STEPS),60)
 # 1e-3: at 3e-3 two of three English folds diverged (loss 3 → 17 at step 10) and never recovered
@@ -34,9 +39,9 @@ DEMO_EVAL_FLAGS = --normalize $(DEMO_NORM_MAP) --decode $(DEMO_DECODE) --labels 
 
 DEMO_SETTINGS := data=demo ; translate=$(DEMO_TRANSLATE) ; \
   $(if $(filter none,$(DEMO_TRANSLATE)),,translate_model=$(TRANSLATE_MODEL) $(DEMO_TRANSLATE_FLAGS) $(TRANSLATE_ARGS) ;) \
-  norm=$(DEMO_NORM_MAP) ; folds=$(DEMO_FOLDS) ; seed=$(SEED) ; model=$(or $(MODEL),packaged) ; \
+  norm=$(DEMO_NORM_MAP) ; folds=$(DEMO_FOLDS) ; seed=$(SEED) ; model=$(DEMO_MODEL) ; shots=$(DEMO_SHOTS) ; \
   template=$(DEMO_TEMPLATE) ; train=$(DEMO_TRAIN_FLAGS) ; eval=$(DEMO_EVAL_FLAGS)
-DEMO_DIR := $(RESULTS)/demo/$(_model_tag)-$(DEMO_LANG)-k$(DEMO_FOLDS)-s$(DEMO_STEPS)-$(call _hash,$(DEMO_SETTINGS))
+DEMO_DIR := $(RESULTS)/demo/$(call _slug,$(notdir $(patsubst %/,%,$(subst packaged:,,$(DEMO_MODEL)))))-$(DEMO_LANG)-k$(DEMO_FOLDS)-s$(DEMO_STEPS)-$(call _hash,$(DEMO_SETTINGS))
 DEMO_FOLD_NAMES := $(call _fold_names,$(DEMO_FOLDS))
 
 $(eval $(call WRITE_SETTINGS,$(DEMO_DIR),$(DEMO_SETTINGS)))
@@ -75,18 +80,22 @@ $(DEMO_DIR)/data/folds/manifest.json: $(DEMO_DIR)/data/norm.jsonl
 
 $(eval $(call FOLD_CHAIN,$(DEMO_DIR),$(DEMO_DIR)/data/folds,$(DEMO_FOLD_NAMES),$(DEMO_TEMPLATE),$(DEMO_TRAIN_FLAGS),$(DEMO_EVAL_FLAGS),,accuracy))
 $(eval $(call BASELINE_CHAIN,$(DEMO_DIR),$(DEMO_DIR)/data/folds,$(DEMO_FOLD_NAMES),$(DEMO_TEMPLATE),zero,$(DEMO_EVAL_FLAGS)))
+# few-shot: the published Figure 3 baseline (shots drawn from each fold's train split)
+$(eval $(call BASELINE_CHAIN,$(DEMO_DIR),$(DEMO_DIR)/data/folds,$(DEMO_FOLD_NAMES),$(DEMO_TEMPLATE),few,$(DEMO_EVAL_FLAGS) --shots $(DEMO_SHOTS) --seed $(SEED)))
+# every command of the demo's chain runs on the demo's model
+$(DEMO_DIR)/%: MODEL = $(DEMO_MODEL)
 
-$(DEMO_DIR)/results.json: $(DEMO_DIR)/summary.json $(DEMO_DIR)/zero/summary.json
+$(DEMO_DIR)/results.json: $(DEMO_DIR)/summary.json $(DEMO_DIR)/zero/summary.json $(DEMO_DIR)/few/summary.json
 	$(PY) pipelines/compare.py -o $(DEMO_DIR)/results --plot $(DEMO_DIR)/plots/comparison.png \
-	  "p-tuned=$(DEMO_DIR)/summary.json" "zero-shot=$(DEMO_DIR)/zero/summary.json"
+	  "p-tuned=$(DEMO_DIR)/summary.json" "zero-shot=$(DEMO_DIR)/zero/summary.json" "$(DEMO_SHOTS)-shot=$(DEMO_DIR)/few/summary.json"
 
-demo: setup  ## the whole chain offline on the shipped sample and the packaged SmolLM2-135M (~10 min on CPU)
+demo: setup  ## the whole chain offline on the shipped sample: Swedish, packaged Gemma 3 270M (~10 min on CPU)
 	@start=$$(date +%s); $(MAKE) --no-print-directory $(DEMO_DIR)/results.json && \
 	echo "demo: finished in $$(( $$(date +%s) - start )) s"
 	@cat $(DEMO_DIR)/results.md
-	@echo "demo: results in $(DEMO_DIR)/ (results.md, results.json, summary.md, zero/summary.md, settings.txt)"
-	@echo "demo: plots in $(DEMO_DIR)/plots/ (comparison.png, folds.png, zero-folds.png)"
-ifeq ($(MODEL)$(DEMO_LANG),sv)
+	@echo "demo: results in $(DEMO_DIR)/ (results.md, results.json, summary.md, zero/ and few/summary.md, settings.txt)"
+	@echo "demo: plots in $(DEMO_DIR)/plots/ (comparison.png, folds.png, zero-folds.png, few-folds.png)"
+ifeq ($(DEMO_MODEL)$(DEMO_LANG),packaged:smollm2-135msv)
 	@echo "demo: SmolLM2-135M is an English model and reads Swedish at chance, p-tuned or not;"
-	@echo "      'make demo TRANSLATE=none' runs the same chain on the sample's English side, where p-tuning lifts it well above zero-shot"
+	@echo "      'make demo TRANSLATE=none' runs the same chain on the sample's English side"
 endif
