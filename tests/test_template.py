@@ -181,3 +181,19 @@ def test_template_file_with_duplicate_keys_is_refused(tmp_path):
     p.write_text(json.dumps(SENT)[:-1] + ', "answer_field": "sentence"}', encoding="utf-8")
     with pytest.raises(UserError, match=r"t.json: invalid JSON \(duplicate key 'answer_field'"):
         load_templates(p)
+
+
+def test_space_before_the_answer_goes_with_the_answer(tiny_lm_dir):
+    """'Sentiment: {label}' tokenizes as the whole string would: the answer is ' positive', and
+    the prompt (what generation continues) ends at ':'."""
+    from ptune_cli.models import load_tokenizer
+
+    tok = load_tokenizer(str(tiny_lm_dir))
+    tpl = template_from_dict({**SENT, "prompt_template": "<|VIRTUAL_PROMPT_0|> {sentence} Sentiment: {label}"})
+    rec = {"sentence": "Shares fell", "label": "positive"}
+    full = encode_example(tpl, rec, tok)
+    prompt = encode_example(tpl, rec, tok, include_answer=False)
+    answer = full.input_ids[full.answer_start:]
+    assert answer == tok(" positive", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert full.input_ids[: full.answer_start] == prompt.input_ids
+    assert tok.decode(prompt.input_ids[-1:]).endswith(":")

@@ -238,10 +238,19 @@ def _segments(tpl: TaskTemplate, record: dict, include_answer: bool) -> list[tup
         pos = m.end()
     if pos < len(body):
         segs.append(("text", fill(body[pos:])))
+    # "Sentiment: {label}": the space goes with the answer, as the tokenizer would split the
+    # whole string (' positiv' is one word token; ' ' + 'posit' + 'iv' is what no text looks like)
+    lead = ""
+    if segs and segs[-1][0] == "text" and segs[-1][1].endswith(" "):
+        text = segs[-1][1].rstrip(" ")
+        lead = segs[-1][1][len(text):]
+        segs[-1] = ("text", text)
+        if not text:
+            segs.pop()
     if include_answer:
         if tpl.answer_field not in record:
             raise UserError(f"record has no answer field '{tpl.answer_field}'")
-        segs.append(("answer", _text(record, tpl.answer_field, tpl)))
+        segs.append(("answer", lead + _text(record, tpl.answer_field, tpl)))
     return segs
 
 
