@@ -14,6 +14,7 @@ methods alike). Two workloads from ../shared/data (skipped cleanly when absent):
     .venv/bin/python bench/bench_eval.py --threads 0     # torch's default threads (slow when the box is busy)
     .venv/bin/python bench/bench_eval.py --n 96 --n-intent 48 --batch-size 32
     .venv/bin/python bench/bench_eval.py --n-gemma 0      # skip the Gemma rank-decoding section
+    .venv/bin/python bench/bench_eval.py --n 0 --n-intent 0   # only the Gemma section
 
 * rank decoding on Gemma 3 270M (packaged:gemma3-270m, 262k vocabulary): logits of the
   candidate labels' tokens only (ptune) vs the full LM head then the same columns (the peer),
@@ -113,7 +114,7 @@ def _table(title, res, golds, metric):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=48, help="sentiment records (default 48)")
+    ap.add_argument("--n", type=int, default=48, help="sentiment records (default 48; 0 = skip)")
     ap.add_argument("--n-intent", type=int, default=48, help="intent/slot records (default 48; 0 = skip)")
     ap.add_argument("--batch-size", type=int, default=32, help="ptune eval's default")
     ap.add_argument("--n-gemma", type=int, default=48, help="records for rank decoding on Gemma 3 270M (0 = skip)")
@@ -146,10 +147,11 @@ def main() -> int:
           f"load average {load0:.1f} on {os.cpu_count()} cores")
     rng = random.Random(args.seed)
     sent = TaskTemplate("sentiment-task", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", 10, [10], "label", "sentence")
-    records = rng.sample(read_records(FPB), args.n)
-    print("sentiment (Financial PhraseBank):")
-    res, golds = _workload(model, tok, sent, records, prompt, True, args.batch_size, rank=True)
-    _table("sentiment, 3 labels", res, golds, "accuracy")
+    if args.n:
+        records = rng.sample(read_records(FPB), args.n)
+        print("sentiment (Financial PhraseBank):")
+        res, golds = _workload(model, tok, sent, records, prompt, True, args.batch_size, rank=True)
+        _table("sentiment, 3 labels", res, golds, "accuracy")
     if args.n_intent and ASSISTANT.is_file():
         islot = TaskTemplate("intent_and_slot", "<|VIRTUAL_PROMPT_0|> Utterance: {utterance}<|VIRTUAL_PROMPT_1|>{label}",
                              10, [7, 3], "label", "utterance")

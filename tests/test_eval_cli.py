@@ -312,27 +312,12 @@ def test_eval_prints_no_warnings(env, tmp_path):
 def test_eval_resumes_after_kill_9(env, tmp_path):
     """A real SIGKILL between batches: the rerun predicts only what is missing, and the outputs
     equal an uninterrupted run's (no record lost, none twice)."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
-
     from ptune_cli.evaluate.runner import DELAY_ENV
+    from tests.killing import kill_after_lines
 
     out, partial = tmp_path / "pred.jsonl", tmp_path / "pred.jsonl.partial"
     args = ["eval", "--run", env["run"], "--data", env["test"], "--predictions-out", str(out), "--batch-size", "1"]
-    proc = subprocess.Popen([sys.executable, "-m", "ptune_cli", *args], cwd=Path(__file__).resolve().parents[1],
-                            env={**os.environ, DELAY_ENV: "0.5"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if partial.exists() and partial.read_bytes().count(b"\n") >= 2:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_lines(args, partial, 2, {DELAY_ENV: "0.5"})
     assert not out.exists()
     written = partial.read_bytes().count(b"\n")
     assert 2 <= written < 6

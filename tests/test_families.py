@@ -21,10 +21,12 @@ from ptune_cli.evaluate import predict
 from ptune_cli.ptuning.encoders import build_encoder
 from ptune_cli.ptuning.model import answer_loss, check_gathered_head, inject_prompts
 from ptune_cli.ptuning.template import TaskTemplate, encode_example
+from tests.test_predict import TEMPLATE, _greedy_no_cache
 from tests.tiny_models import FAMILIES, WINDOW
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# test_predict's sentences, the last one longer: lengths differ by more than the window
 SENTENCES = [
     "Shares fell sharply after the announcement.",
     "make me a coffee please",
@@ -32,14 +34,6 @@ SENTENCES = [
     "ok",
     "What is the weather like in Stockholm today? wake me up at seven am tomorrow",
 ]
-TEMPLATE = TaskTemplate(
-    taskname="sentiment-task",
-    prompt_template="<|VIRTUAL_PROMPT_0|> {sentence}<|VIRTUAL_PROMPT_1|>:{label}",
-    total_virtual_tokens=5,
-    virtual_token_splits=[3, 2],
-    answer_field="label",
-    truncate_field="sentence",
-)
 INIT_TEXT = "Sentiment positive, negative"
 LABELS = ["positive", "negative", "neutral", "positiva"]
 
@@ -107,21 +101,6 @@ def test_gathered_loss_equals_full_logits_loss(family):
         ref, n_ref = answer_loss(*args, gathered=False)
     assert n == n_ref > 0
     torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
-
-
-def _greedy_no_cache(model, enc, prompt, max_new, stops):
-    """Reference: one record, a full forward pass per step (no KV cache, no padding)."""
-    ids = torch.tensor([enc.input_ids])
-    embeds = inject_prompts(model, ids, torch.tensor([enc.virtual_mask]), prompt)
-    out = []
-    with torch.no_grad():
-        for _ in range(max_new):
-            nxt = int(model(inputs_embeds=embeds).logits[0, -1].argmax())
-            if nxt in stops:
-                break
-            out.append(nxt)
-            embeds = torch.cat([embeds, model.get_input_embeddings()(torch.tensor([[nxt]]))], dim=1)
-    return out
 
 
 def test_batched_generation_equals_one_at_a_time(family):

@@ -9,12 +9,9 @@ lets these tests check that structure survives whatever the model produces.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +19,7 @@ from typer.testing import CliRunner
 
 from ptune_cli.cli import app
 from ptune_cli.labels import parse_label_layout
+from tests.killing import kill_after_lines
 from tests.test_translate import read_jsonl, write_jsonl
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,17 +151,7 @@ def test_resume_after_kill_9(tiny_marian_dir, tmp_path):
     partial = tmp_path / "out.jsonl.partial"
     cmd = ["translate", str(inp), "-o", str(out), "--model", str(tiny_marian_dir), "--cache", str(cache),
            "--chunk-records", "8", "--label-format", "keep", *FAST]
-    env = {**os.environ, "PTUNE_TRANSLATE_CHUNK_DELAY": "0.4"}
-    proc = subprocess.Popen([sys.executable, "-m", "ptune_cli", *cmd], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while time.time() < deadline and proc.poll() is None:
-        if partial.exists() and partial.read_bytes().count(b"\n") >= 24:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_after_lines(cmd, partial, 24, {"PTUNE_TRANSLATE_CHUNK_DELAY": "0.4"}, timeout=60)
     assert not out.exists()
     written = partial.read_bytes().count(b"\n")
     assert 24 <= written < 80
