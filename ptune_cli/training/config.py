@@ -28,8 +28,9 @@ class TrainConfig:
                          affects_output=False)
     template: str | None = option(help="Task template JSON (NeMo keys), see templates/.")
     val: str | None = option(None, help="Validation records: early stopping, best checkpoint exported.")
-    model: str | None = option(None, help="Hub id, local folder or .gguf file. Default: the packaged SmolLM2-135M "
-                               "(offline), or --existing's model.")
+    model: str | None = option(None, help="Hub id, local folder, .gguf file, or a model shipped in a pip package: "
+                               "packaged:smollm2-135m (English, the default) or packaged:gemma3-270m "
+                               "(multilingual). Default: packaged:smollm2-135m, or --existing's model.")
     existing: str | None = option(None, help="Earlier run dir: its tasks' prompts are kept (byte-identical), "
                                   "new tasks trained.")
     encoder: Literal["lstm", "mlp", "embedding"] = option(
