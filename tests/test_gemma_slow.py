@@ -49,4 +49,4 @@ def test_step0_loss_of_text_init_prompt_is_the_hard_prompts(gemma, kind):
     assert abs(float(soft) - float(ref)) < 1e-3 * max(1.0, float(ref)), (float(soft), float(ref))
     # the weight rows are not what the model sees: the old init was ~25x off
     raw = model.get_input_embeddings().weight[torch.tensor(text_ids)]
-    assert float(enc(0).norm() / raw.norm()) == pytest.approx(model.config.hidden_size ** 0.5, rel=1e-3)
+    assert float(enc(0).detach().norm() / raw.norm()) == pytest.approx(model.config.hidden_size ** 0.5, rel=1e-3)
