@@ -21,19 +21,14 @@ from ptune_cli.evaluate import predict
 from ptune_cli.ptuning.encoders import build_encoder
 from ptune_cli.ptuning.model import answer_loss, check_gathered_head, inject_prompts
 from ptune_cli.ptuning.template import TaskTemplate, encode_example
+from tests.test_predict import SENTENCES as PREDICT_SENTENCES
 from tests.test_predict import TEMPLATE, _greedy_no_cache
 from tests.tiny_models import FAMILIES, WINDOW
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 # test_predict's sentences, the last one longer: lengths differ by more than the window
-SENTENCES = [
-    "Shares fell sharply after the announcement.",
-    "make me a coffee please",
-    "Företaget rapporterade stark vinsttillväxt under kvartalet. Känslor för Lloyds",
-    "ok",
-    "What is the weather like in Stockholm today? wake me up at seven am tomorrow",
-]
+SENTENCES = [*PREDICT_SENTENCES[:-1], PREDICT_SENTENCES[-1] + " wake me up at seven am tomorrow"]
 INIT_TEXT = "Sentiment positive, negative"
 LABELS = ["positive", "negative", "neutral", "positiva"]
 
