@@ -188,7 +188,7 @@ def _gemma_rank(args, rng, tpl) -> None:
     encs = [encode_example(tpl, r, tok, include_answer=False) for r in records]
     ours = predict._label_logits
 
-    def full_head(model, hidden, vocab, exact_head):  # the peer: every row of the head, then the columns
+    def full_head(model, hidden, vocab):  # the peer: every row of the head, then the columns
         return head_logits(model, hidden).float()[..., vocab]
 
     res = {}

@@ -179,3 +179,12 @@ def test_continual_learning_and_resume(family, tmp_path):
     run_train(TrainConfig(train=intent, template=INTENT_TPL, existing=str(tmp_path / "full"),
                           output=str(tmp_path / "two"), epochs=1, batch_size=4))
     assert tensor_bytes(tmp_path / "full", "sentiment-task") == tensor_bytes(tmp_path / "two", "sentiment-task")
+
+
+def test_rank_decoding_refuses_a_head_it_cannot_reproduce(family, monkeypatch):
+    from ptune_cli.errors import UserError
+
+    _, _, model, tok = family
+    monkeypatch.setattr(predict, "check_gathered_head", lambda m, t: False)
+    with pytest.raises(UserError, match="--decode rank: the LM head of .* use --decode generate"):
+        predict.rank_labels(model, tok, TEMPLATE, [{"sentence": "ok", "label": ""}], _encs(tok)[:1], _prompt(model), LABELS)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ptune_cli.errors import UserError
 from ptune_cli.ptuning.model import (
     check_gathered_head,
     head_logits,
@@ -238,15 +239,12 @@ def candidate_ids(tpl: TaskTemplate, tokenizer, record: dict, candidates: Sequen
     return out
 
 
-def _label_logits(model, hidden, vocab, exact_head: bool):
-    """Logits of the ``vocab`` tokens only (see :func:`head_logits`); ``exact_head`` False (an
-    architecture whose head post-processing ptune does not reproduce): the model's own head."""
-    if exact_head:
-        return head_logits(model, hidden, vocab).float()
-    return model.get_output_embeddings()(hidden).float()[..., vocab]  # pragma: no cover - no such family in tests
+def _label_logits(model, hidden, vocab):
+    """Logits of the ``vocab`` tokens only (see :func:`head_logits`)."""
+    return head_logits(model, hidden, vocab).float()
 
 
-def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]], exact_head: bool = True) -> torch.Tensor:
+def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]]) -> torch.Tensor:
     """[B, K] summed log-probabilities of each candidate's tokens after each prompt, normalised
     over the candidates' tokens (the only logits computed)."""
     pad_id = tokenizer.pad_token_id
@@ -255,7 +253,7 @@ def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]], exact_he
     width = max(len(c) for c in cands) - 1
     hidden, cache, mask, last = _prefill(model, encs, prompt, pad_id, horizon=width + 1, head=False)
     device = hidden.device
-    first = torch.log_softmax(_label_logits(model, hidden, vocab, exact_head), -1)  # [B, |vocab|]
+    first = torch.log_softmax(_label_logits(model, hidden, vocab), -1)  # [B, |vocab|]
     n_b, n_k = len(encs), len(cands)
     scores = first[:, [col[c[0]] for c in cands]]  # [B, K]
     if width == 0:
@@ -272,7 +270,7 @@ def _rank_batch(model, tokenizer, encs, prompt, cands: list[list[int]], exact_he
     full_mask = torch.cat([mask.repeat_interleave(n_k, 0), cmask], dim=1)
     cpos = last[:, None].repeat_interleave(n_k, 0) + 1 + torch.arange(width, device=device)
     out2, _ = run_cached(model.base_model, cache, input_ids=cont, attention_mask=full_mask, position_ids=cpos)
-    logits = _label_logits(model, out2.last_hidden_state, vocab, exact_head)
+    logits = _label_logits(model, out2.last_hidden_state, vocab)
     logp = torch.log_softmax(logits, -1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     rest = (logp * cmask).sum(-1).view(n_b, n_k)
     return scores + rest
@@ -293,9 +291,12 @@ def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], en
     if first is None:
         return preds, all_scores
     cands = candidate_ids(tpl, tokenizer, records[first], candidates)
-    exact = check_gathered_head(model, tokenizer)
+    if not check_gathered_head(model, tokenizer):
+        # candidate-only logits need the head reproduced exactly: refuse rather than rank wrongly
+        raise UserError(f"--decode rank: the LM head of {type(model).__name__} post-processes logits in a way "
+                        "ptune does not reproduce; use --decode generate")
     for idx in _batches(encs, batch_size, batch_cost=32.0):  # one continuation pass per batch
-        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands, exact)
+        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands)
         best = scores.argmax(-1).tolist()
         for row, i in enumerate(idx):
             preds[i] = candidates[best[row]]
