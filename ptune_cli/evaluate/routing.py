@@ -13,6 +13,7 @@ the template's input fields as strings; the answer field is not needed (no gold 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +55,20 @@ def load_model(cfg, name: str | None):
 
 
 def training_answers(task) -> list[str]:
-    """The task's answers in the run's training file (``hyperparameters.train``), if still there:
-    what predict and serve know of the answers (eval knows the gold ones)."""
-    from ptune_cli.evaluate.job import candidates
+    """The task's answers in the training file it was trained on (``hyperparameters.train``), if
+    still there: what predict and serve know of the answers (eval knows the gold ones). A task
+    kept from ``train --existing`` was trained in the run its ``from_existing`` names."""
+    import json
+    from pathlib import Path
 
+    from ptune_cli.evaluate.job import candidates
+    from ptune_cli.ptuning.table import PROMPT_META_FILE
+
+    entry = (task.run_meta.get("tasks") or {}).get(task.template.taskname) or {}
+    origin = Path(str(entry.get("from_existing") or "")) / PROMPT_META_FILE
+    if entry.get("from_existing") and origin.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            task = dataclasses.replace(task, run_meta=json.loads(origin.read_text(encoding="utf-8")))
     return candidates(SimpleNamespace(labels=None, mode="run", train=None), task, [])
 
 
