@@ -120,3 +120,19 @@ def test_predict_resumes_after_kill_9(env, tmp_path):
     assert predict(*args[1:-4], "-o", tmp_path / "fresh.jsonl").exit_code == 0
     assert read_jsonl(out) == read_jsonl(tmp_path / "fresh.jsonl")
     assert not partial.exists() and not (tmp_path / "p.jsonl.partial.json").exists()
+
+
+def test_decoding_options_are_declared_once():
+    """eval, predict and serve share DecodeOptions' fields (the same declarations, not copies)."""
+    import dataclasses
+
+    from ptune_cli.evaluate.apply import PredictConfig
+    from ptune_cli.evaluate.config import EvalConfig
+    from ptune_cli.evaluate.decode_options import DecodeOptions
+    from ptune_cli.serve.config import ServeConfig
+
+    shared = {f.name: f for f in dataclasses.fields(DecodeOptions)}
+    assert {"decode", "max_new_tokens", "labels", "device", "precision", "batch_size"} <= set(shared)
+    for cls in (EvalConfig, PredictConfig, ServeConfig):
+        own = {f.name: f for f in dataclasses.fields(cls)}
+        assert all(own[n] is f for n, f in shared.items()), cls

@@ -229,3 +229,28 @@ def test_help_does_not_import_the_server_libraries():
     code = ("import sys; from ptune_cli.cli import app; "
             "sys.exit(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'torch', 'starlette')))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_prompt_embeds_for_an_embeddings_engine_give_predicts_answers(env, tmp_path):
+    """What would be sent as vLLM's prompt_embeds: greedy generation from it alone
+    (model.generate, no ptune code) gives ptune predict's prediction."""
+    import torch
+
+    from ptune_cli.evaluate.predict import decode_prediction
+    from ptune_cli.models import load_causal_lm
+    from ptune_cli.ptuning.table import load_prompt_table
+    from ptune_cli.serve.embeds import prompt_embeds
+
+    table = load_prompt_table(env["run"])
+    model, tok = load_causal_lm(env["model"])
+    recs = sentiment(labeled=False)[:3]
+    want = cli_predictions(env, tmp_path, recs)
+    max_new = max(len(tok(x["label"], add_special_tokens=False)["input_ids"]) for x in sentiment()) + 8
+    for rec, w in zip(recs, want, strict=True):
+        emb = prompt_embeds(model, tok, table.template("sentiment-task"), table.prompts["sentiment-task"], rec)
+        assert emb.shape[1] == 32
+        with torch.inference_mode():
+            out = model.generate(inputs_embeds=emb[None], attention_mask=torch.ones(1, emb.shape[0], dtype=torch.long),
+                                 do_sample=False, max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        text = decode_prediction(tok, out[0].tolist(), True)
+        assert text == w
