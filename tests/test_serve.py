@@ -57,7 +57,7 @@ def test_health_tasks_and_predictions_equal_ptune_predicts(client, env, tmp_path
     assert [g["taskname"] for g in got] == [x["taskname"] for x in recs[:8]]
     assert [g["prediction"] for g in got] == want[:8]
     one = client.post("/v1/predict", json=recs[9])  # one record in, one object out
-    assert one.status_code == 200 and one.json()["prediction"] == want[9]
+    assert one.status_code == 200 and one.json() == {"taskname": "sentiment-task", "prediction": want[9]}
     assert "/v1/predict" in client.get("/openapi.json").json()["paths"]
 
 
@@ -254,3 +254,14 @@ def test_prompt_embeds_for_an_embeddings_engine_give_predicts_answers(env, tmp_p
                                  do_sample=False, max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
         text = decode_prediction(tok, out[0].tolist(), True)
         assert text == w
+
+
+def test_an_internal_error_is_json_and_the_server_goes_on(env, monkeypatch):
+    app = build_app(ServeConfig(run=env["run"]))
+    state = app.state.ptune
+    monkeypatch.setattr(state, "check", lambda rec: 1 / 0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        r = c.post("/v1/predict", json={"taskname": "ask", "question": "a"})
+        assert r.status_code == 500 and "ZeroDivisionError" in r.json()["detail"]
+        monkeypatch.undo()
+        assert c.post("/v1/predict", json={"taskname": "ask", "question": "a"}).status_code == 200

@@ -82,6 +82,11 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": errors or [_error(["body"], "invalid request")]}, status_code=422)
 
 
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    """A bug answers JSON too (starlette's default is plain text); the server goes on."""
+    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
+
+
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes gets 413 before anything parses it
     (Content-Length checked first; a chunked body is counted as it arrives)."""
@@ -151,6 +156,7 @@ def create_app(state: ServeState, *, handle_sighup: bool = False) -> FastAPI:
                   openapi_url="/openapi.json" if docs else None)
     app.state.ptune = state
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _internal_error)
     app.add_middleware(BodyLimit, limit=cfg.max_request_bytes)
     if not docs:
         app.get("/openapi.json", include_in_schema=False, dependencies=[auth])(lambda: app.openapi())
@@ -175,7 +181,7 @@ def create_app(state: ServeState, *, handle_sighup: bool = False) -> FastAPI:
         except UserError as e:
             raise HTTPException(409, detail=f"reload refused, the previous table still serves: {e}") from None
 
-    @app.post("/v1/predict", dependencies=[auth])
+    @app.post("/v1/predict", dependencies=[auth], response_model_exclude_none=True)
     async def predict(body: Annotated[Record | list[Record], Body()]) -> Prediction | list[Prediction]:
         one = not isinstance(body, list)
         records = [r.model_dump(exclude_unset=True) for r in ([body] if one else body)]
