@@ -182,6 +182,8 @@ def test_non_loopback_host_needs_a_key_or_insecure(env, monkeypatch):
     monkeypatch.delenv("PTUNE_API_KEY", raising=False)
     r = CliRunner().invoke(app, ["serve", "--run", env["run"], "--host", "0.0.0.0"])
     assert r.exit_code == 1 and "--host 0.0.0.0 is reachable from other machines: give --api-key" in r.output
+    r = CliRunner().invoke(app, ["serve", "--run", str(env["root"])])
+    assert r.exit_code == 1 and "no prompt table" in r.output and "Traceback" not in r.output
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         validate(ServeConfig(run="r", host=host))
     validate(ServeConfig(run="r", host="0.0.0.0", api_key="k"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 from ptune_cli.options import validate
 from ptune_cli.serve.config import ServeConfig
@@ -45,6 +46,9 @@ def run_serve(cfg: ServeConfig) -> None:
     import uvicorn
 
     app = build_app(cfg, handle_sighup=True)
+    state = app.state.ptune
+    print(f"ptune serve: {cfg.run}, tasks {', '.join(state.router.tasknames)} on {state.router.model_name}"
+          + (", bearer token required" if cfg.api_key else ""), file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="info",
                                            timeout_graceful_shutdown=60))
     # uvicorn re-raises the signal it shut down on once it is done; with this handler that
