@@ -55,7 +55,7 @@ def test_sighup_reloads_and_sigterm_finishes_in_flight_requests(tiny_lm_dir, tmp
     current.symlink_to(env["run"])
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ptune_cli", "serve", "--run", str(current), "--port", str(port)],
-                            cwd=REPO, env={**os.environ, DELAY_ENV: "1.0"}, stdout=subprocess.PIPE,
+                            cwd=REPO, env={**os.environ, DELAY_ENV: "2.0"}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -73,7 +73,7 @@ def test_sighup_reloads_and_sigterm_finishes_in_flight_requests(tiny_lm_dir, tmp
 
         t = threading.Thread(target=ask)
         t.start()
-        time.sleep(0.4)  # the request is in the worker (each batch takes 1 s here)
+        time.sleep(0.8)  # the request is in the worker (each batch takes 2 s here)
         proc.send_signal(signal.SIGTERM)
         t.join(60)
         assert answer["r"].status_code == 200 and isinstance(answer["r"].json()["prediction"], str)
