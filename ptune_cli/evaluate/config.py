@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, option
+from ptune_cli.evaluate.decode_options import DecodeOptions
+from ptune_cli.options import option
 
 _PRED = "Prediction"
 _BASE = "Baseline (frozen model, no prompts)"
@@ -21,7 +22,7 @@ _META = "Results metadata (for ptune report)"
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(DecodeOptions):
     """Options of ``ptune eval``. Three modes: ``--run`` + ``--data`` (the run's prompts),
     ``--baseline`` + ``--template`` + ``--data`` (the frozen model), ``--predictions`` (score only)."""
 
@@ -36,24 +37,8 @@ class EvalConfig:
         help="auto: intent-slot when gold labels contain 'Intent:', else accuracy.")
     normalize: str | None = option(None, affects_output=False,
                                    help="Label map folding variants before scoring: sv-sentiment, en-sentiment or a JSON/YAML file.")
-    decode: Literal["generate", "rank"] = option(
-        "generate", panel=_PRED,
-        help="generate: greedy generation; rank: score each candidate label by log-likelihood (classification).")
-    batch_size: int = option(32, panel=_PRED, affects_output=False,
-                             help="Records per batch (32 measured fastest on CPU for multi-line answers).")
     task: str | None = option(None, panel=_PRED,
                               help="Task name in the prompt table / template file (default: the data's taskname).")
-    model: str | None = option(None, panel=_PRED,
-                               help="Base model (default: the run's base model; packaged:smollm2-135m for baselines).")
-    max_new_tokens: int | None = option(None, panel=_PRED,
-                                        help="Generation limit (default: longest gold answer + 8 tokens).")
-    labels: list[str] | None = option(None, panel=_PRED, sep=",",
-                                      help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
-    device: str = option("auto", panel=_PRED, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
-    precision: Precision = option("auto", panel=_PRED, aliases=PRECISION_ALIASES, help=PRECISION_HELP)
-    stop_at_newline: bool | None = option(None, panel=_PRED, flag="--stop-at-newline/--no-stop-at-newline",
-                                          show_default=False,
-                                          help="Stop at the first newline (default: when no gold answer has a newline).")
     predictions: str | None = option(None, affects_output=False, help="Score this predictions JSONL without any model.")
     label_field: str | None = option(None, affects_output=False, help="Gold field with --predictions (default: label).")
     prediction_field: str = option("prediction", affects_output=False, help="Prediction field with --predictions.")
@@ -83,10 +68,7 @@ class EvalConfig:
                      + (f" (got {', '.join(modes)})" if modes else ""))
         if (self.run or self.baseline) and not self.data:
             p.append("--data TEST.jsonl is required with --run and --baseline")
-        if self.batch_size < 1:
-            p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
-        if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        p += self.decode_problems()
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
             p.append(f"--train-fraction must be in (0, 1] (got {self.train_fraction})")
         if self.baseline in ("zero", "one", "few"):

@@ -128,14 +128,16 @@ class EvalJob:
     dtype: str = "float32"
 
 
-def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool) -> EvalJob:
-    """Load the model on ``--device`` in ``--precision`` and encode every record."""
+def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
+              loaded: tuple | None = None) -> EvalJob:
+    """Load the model on ``--device`` in ``--precision`` and encode every record; ``loaded``:
+    ``(model, tokenizer)`` already loaded that way (predict and serve load once for every task)."""
     from ptune_cli.models import load_causal_lm, resolve_device, torch_dtype
     from ptune_cli.ptuning.template import encode_example
 
     device = resolve_device(cfg.device)
     dtype = torch_dtype(cfg.precision, device)
-    model, tok = load_causal_lm(task.model, dtype=dtype, device=device)
+    model, tok = loaded if loaded is not None else load_causal_lm(task.model, dtype=dtype, device=device)
     hidden = model.get_input_embeddings().weight.shape[1]
     if task.prompt is not None and task.prompt.shape[-1] != hidden:
         raise UserError(f"{cfg.run}: prompts have hidden size {task.prompt.shape[-1]} but the model has "

@@ -1,0 +1,51 @@
+"""The decoding options of ``ptune eval``, ``ptune predict`` and ``ptune serve``, declared once.
+
+Each command's config inherits :class:`DecodeOptions`, so the three commands share one flag,
+help text, default and check per option, and their predictions come from the same
+:mod:`ptune_cli.evaluate.job` code. The "known answers" that fill the defaults are the gold
+answers of the test data for eval, and the run's training answers for predict and serve.
+
+Kept free of heavy imports: ``ptune --help`` imports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, option
+
+PANEL = "Prediction"
+
+
+@dataclass
+class DecodeOptions:
+    """Decoding: how a prompt becomes a prediction (shared by eval, predict and serve)."""
+
+    decode: Literal["generate", "rank"] = option(
+        "generate", panel=PANEL,
+        help="generate: greedy generation; rank: score each candidate label by log-likelihood (classification).")
+    batch_size: int = option(32, panel=PANEL, affects_output=False,
+                             help="Records per batch (32 measured fastest on CPU for multi-line answers).")
+    model: str | None = option(None, panel=PANEL,
+                               help="Base model (default: the run's base model; packaged:smollm2-135m for baselines).")
+    max_new_tokens: int | None = option(
+        None, panel=PANEL,
+        help="Generation limit (default: longest known answer + 8 tokens; eval knows the gold answers, "
+             "predict and serve the run's training answers, else 64).")
+    labels: list[str] | None = option(None, panel=PANEL, sep=",",
+                                      help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
+    device: str = option("auto", panel=PANEL, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
+    precision: Precision = option("auto", panel=PANEL, aliases=PRECISION_ALIASES, help=PRECISION_HELP)
+    stop_at_newline: bool | None = option(None, panel=PANEL, flag="--stop-at-newline/--no-stop-at-newline",
+                                          show_default=False,
+                                          help="Stop at the first newline (default: when no known answer has a newline).")
+
+    def decode_problems(self) -> list[str]:
+        """The decoding options' own checks (each command's ``problems()`` adds them)."""
+        p = []
+        if self.batch_size < 1:
+            p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+        return p
