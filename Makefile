@@ -1,5 +1,5 @@
 # ptune-cli — `make demo` runs the whole chain offline; `make test` runs the test suite.
-# Experiment targets (svfiqa, svassistant, baseline, data-reduction) live in
+# Experiment targets (svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad) live in
 # pipelines/experiments.mk.
 
 PYTHON ?= python3
