@@ -55,3 +55,23 @@ def test_qa_demo_chain_on_a_tiny_model(tmp_path, tiny_lm_dir):
     assert "| p-tuned | 2 |" in (qa / "results.md").read_text()
     for png in ("folds.png", "zero-folds.png", "comparison.png", "comparison-f1.png"):
         assert (qa / "plots" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_too_long_contexts_are_cut_at_truncate_field_and_counted(tmp_path, tiny_lm_dir):
+    from ptune_cli.evaluate.config import EvalConfig
+    from ptune_cli.evaluate.runner import run_eval
+    from ptune_cli.training import TrainConfig, run_train
+
+    long = " ".join(["make me a coffee please."] * 150)  # far over the tiny model's 512 positions
+    recs = [{"taskname": "squad", "context": c, "question": "what?", "answer": "coffee", "answers": ["coffee"]}
+            for c in ("make me a coffee please.", long)] * 2
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    tpl = str(REPO / "templates" / "sv-squad.json")
+    result = run_train(TrainConfig(train=str(data), output=str(tmp_path / "run"), template=tpl,
+                                   model=str(tiny_lm_dir), max_steps=1, batch_size=4, max_length=64))
+    assert result.truncated == {"squad": 2} and result.skipped == {"squad": 0} and result.examples == {"squad": 4}
+    res = run_eval(EvalConfig(run=str(tmp_path / "run"), data=str(data), max_new_tokens=2,
+                              predictions_out=str(tmp_path / "pred.jsonl")))
+    assert res["n"] == 4 and res["meta"]["truncated"] == 2 and res["meta"]["skipped"] == 0
+    assert len(_jsonl(tmp_path / "pred.jsonl")) == 4
