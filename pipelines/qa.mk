@@ -3,7 +3,7 @@
 # qa-demo: extractive question answering (SQuAD-style records, as in the NeMo + W&B tutorial)
 # offline on the QA sample written for this project (pipelines/qa/: 36 short paragraphs, 89
 # questions, English SQuAD JSON and a Swedish translation, answers verbatim in the context):
-# prepare → kfold (k=3, a paragraph's questions in one fold) → train per fold → eval (exact
+# prepare → kfold (k=2, a paragraph's questions in one fold) → train per fold → eval (exact
 # match and token F1 of the official SQuAD v1.1 script; Swedish articles with --lang sv) →
 # zero-shot baseline of the frozen model → report and a p-tuned vs zero-shot table. Swedish:
 # packaged Gemma 3 270M; English (QA_LANG=en): packaged SmolLM2-135M. Sized for ~10 min on 2 CPU
@@ -18,8 +18,8 @@ QA_LANG ?= sv
 QA_SAMPLE ?=
 QA_RAW ?= pipelines/qa/$(if $(QA_SAMPLE),$(QA_SAMPLE)/)qa_$(QA_LANG).json
 QA_MODEL := $(or $(MODEL),$(if $(filter sv,$(QA_LANG)),packaged:gemma3-270m,packaged:smollm2-135m))
-QA_FOLDS := $(or $(FOLDS),3)
-QA_STEPS := $(or $(STEPS),40)
+QA_FOLDS := $(or $(FOLDS),2)
+QA_STEPS := $(or $(STEPS),30)
 QA_LR := $(or $(LR),3e-3)
 QA_BATCH := $(or $(BATCH),8)
 QA_MAX_NEW ?= 16
