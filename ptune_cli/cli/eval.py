@@ -43,6 +43,7 @@ typer_command(
         "ptune eval --run runs/fold_00 --data folds/fold_00/test.jsonl -o runs/fold_00/results.json --normalize sv-sentiment",
         "ptune eval --run runs/fold_00 --data folds/fold_00/test.jsonl --decode rank --predictions-out pred.jsonl",
         "ptune eval --predictions pred.jsonl --metric intent-slot --markdown",
+        "ptune eval --run runs/qa-00 --data folds/fold_00/test.jsonl -o eval/fold_00.json --metric squad --lang sv --report-to wandb",
         "ptune eval --baseline few --shots 5 --train folds/fold_00/train.jsonl --template templates/sv-sentiment.json --data folds/fold_00/test.jsonl",
     ),
     extra=[inspect.Parameter("markdown", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
