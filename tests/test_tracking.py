@@ -58,6 +58,7 @@ def test_wandb_train_and_eval(tmp_path, tiny_lm_dir, wandb_offline):
     assert [h["_step"] for h in got["history"] if "val/loss" in h] == [2, 3]
     log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [h["train/loss"] for h in steps] == [r["loss"] for r in log]
+    assert train_dir.name.endswith("-" + (run / "wandb_run_id.txt").read_text().strip())  # what --resume continues
     (art,) = got["artifacts"]
     assert art["type"] == "prompt-table" and set(art["files"]) == {"prompt_table.safetensors", "prompt_table.json"}
 

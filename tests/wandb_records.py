@@ -31,6 +31,8 @@ def read_records(path: Path) -> list:
         if kind == 0 and n == 0:
             pos += left
             continue
+        if pos + _HEADER + n > len(data):  # still being written
+            break
         buf += data[pos + _HEADER : pos + _HEADER + n]
         pos += _HEADER + n
         if kind in (1, 4):
@@ -41,8 +43,22 @@ def read_records(path: Path) -> list:
     return out
 
 
-def run_summary(folder: Path) -> dict:
-    """One offline run folder → its config, history rows, summary, artifacts and exit code."""
+def run_summary(folder: Path, timeout: float = 20.0) -> dict:
+    """One offline run folder → its config, history rows, summary, artifacts and exit code.
+
+    ``run.finish()`` can return before wandb's core process has written the whole file, so
+    this waits (up to ``timeout`` s) for the run's exit record."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        out = _summary(folder)
+        if out["exit_code"] is not None or time.monotonic() > deadline:
+            return out
+        time.sleep(0.2)
+
+
+def _summary(folder: Path) -> dict:
     (path,) = Path(folder).glob("run-*.wandb")
     out: dict = {"config": {}, "history": [], "summary": {}, "artifacts": [], "exit_code": None, "job_type": None}
     for rec in read_records(path):
