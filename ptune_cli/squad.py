@@ -82,11 +82,13 @@ def squad_rows(path: Path, cfg, taskname: str, bad_row) -> Iterator[dict | LeftO
                 yield bad_row(f"{path}: {where}.qas", "expected a list of questions")
                 continue
             for k, qa in enumerate(qas):
-                rec = _question(qa, f"{where}.qas[{k}]", path, cfg, bad_row)
-                if isinstance(rec, dict):
-                    rec = {"taskname": taskname, "id": rec.pop("id") or f"{path.stem}:{i}:{j}:{k}",
-                           "context": context, **rec, group_field: f"{path.stem}:{i}:{j}"}
-                yield rec
+                fields = _question(qa, f"{where}.qas[{k}]", path, cfg, bad_row)
+                if not isinstance(fields, dict):  # a BadRow or LeftOut
+                    yield fields
+                    continue
+                qid = fields.pop("id") or f"{path.stem}:{i}:{j}:{k}"
+                yield {"taskname": taskname, "id": qid, "context": context, **fields,
+                       group_field: f"{path.stem}:{i}:{j}"}
 
 
 def _question(qa, where: str, path: Path, cfg, bad_row):
