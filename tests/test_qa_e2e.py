@@ -75,3 +75,17 @@ def test_too_long_contexts_are_cut_at_truncate_field_and_counted(tmp_path, tiny_
                               predictions_out=str(tmp_path / "pred.jsonl")))
     assert res["n"] == 4 and res["meta"]["truncated"] == 2 and res["meta"]["skipped"] == 0
     assert len(_jsonl(tmp_path / "pred.jsonl")) == 4
+
+
+def test_svsquad_plans_prepare_translate_grouped_folds_train_eval_report(tmp_path):
+    raw = tmp_path / "data" / "squad" / "train-v1.1.json"
+    raw.parent.mkdir(parents=True)
+    raw.write_text((REPO / "pipelines/qa/qa_en.json").read_text(encoding="utf-8"), encoding="utf-8")
+    plan = _make(["-n", "svsquad", f"RESULTS={tmp_path / 'r'}", f"DATA_DIR={tmp_path / 'data'}", "FOLDS=2"])
+    assert plan.returncode == 0, plan.stderr
+    lines = [x for x in _recipe_lines(plan.stdout) if x.startswith(".venv/bin/ptune")]
+    order = [shlex.split(x)[1] for x in lines]
+    assert order == ["prepare", "translate", "kfold", "train", "eval", "train", "eval", "report"], order
+    assert str(raw) in lines[0] and "--group-field paragraph_id" in lines[2]
+    assert all("--metric squad --lang sv" in x for x in lines if " eval " in x)
+    assert "templates/sv-squad.json" in lines[3]
