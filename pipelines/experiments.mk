@@ -1,5 +1,5 @@
 # pipelines/experiments.mk — included by the top-level Makefile (`-include pipelines/experiments.mk`).
-# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, fetch-data.
+# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad, fetch-data.
 # Each experiment's settings live in pipelines/<target>.mk; this file holds what they share:
 # variables, the fold chain (kfold → train → eval → report) and the settings-keyed result paths.
 #
@@ -31,7 +31,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 EVAL_ARGS ?=
 
-.PHONY: demo svfiqa svassistant baseline data-reduction fetch-data
+.PHONY: demo svfiqa svassistant baseline data-reduction qa-demo svsquad fetch-data
 
 # a literal comma inside $(call …) arguments
 , := ,
@@ -119,9 +119,12 @@ FIQA_RAW ?= $(DATA_DIR)/fiqa/raw/task1_headline_ABSA_train.json $(DATA_DIR)/fiqa
 # the CV-fold concatenation in ../shared/data, else the repository's full annotated CSV
 ASSISTANT_RAW ?= $(firstword $(wildcard $(DATA_DIR)/assistant/raw/nlu_eval_cv_testfolds.csv) $(DATA_DIR)/assistant/raw/NLU-Data-Home-Domain-Annotated-All.csv)
 FIQA_URL ?= https://raw.githubusercontent.com/ashishsalunkhe/Aspect-based-Financial-Sentiment-Analysis/8f7d95c66158fb88ad2fbdc03d3cf22308fd12b8/dataset
+# SQuAD v1.1 (the official dataset's site; CC BY-SA 4.0), for `make svsquad`
+SQUAD_RAW ?= $(DATA_DIR)/squad/train-v1.1.json
+SQUAD_URL ?= https://rajpurkar.github.io/SQuAD-explorer/dataset
 ASSISTANT_URL ?= https://raw.githubusercontent.com/xliuhw/NLU-Evaluation-Data/f6071b496b17d71e6eb43f543af0707f4ff30557/AnnotatedData/NLU-Data-Home-Domain-Annotated-All.csv
 
-fetch-data: $(FIQA_RAW) $(ASSISTANT_RAW)  ## download the public FiQA and NLU-Evaluation-Data files into DATA_DIR
+fetch-data: $(FIQA_RAW) $(ASSISTANT_RAW) $(SQUAD_RAW)  ## download the public FiQA, NLU-Evaluation-Data and SQuAD v1.1 files into DATA_DIR
 
 $(DATA_DIR)/fiqa/raw/%.json:
 	@mkdir -p $(@D)
@@ -133,9 +136,15 @@ $(DATA_DIR)/assistant/raw/NLU-Data-Home-Domain-Annotated-All.csv:
 	@curl -fsSL --max-time 120 -o $@.tmp $(ASSISTANT_URL) && mv $@.tmp $@ \
 	  || { rm -f $@.tmp; echo "could not fetch $(ASSISTANT_URL): offline? put the file there or pass DATA_DIR=<folder with assistant/raw/>" >&2; exit 1; }
 
+$(DATA_DIR)/squad/%.json:
+	@mkdir -p $(@D)
+	@curl -fsSL --max-time 300 -o $@.tmp $(SQUAD_URL)/$(notdir $@) && mv $@.tmp $@ \
+	  || { rm -f $@.tmp; echo "could not fetch $(SQUAD_URL)/$(notdir $@): offline? put the file there or pass DATA_DIR=<folder with squad/>" >&2; exit 1; }
+
 # --- the experiments ---------------------------------------------------------------------------
 include pipelines/demo.mk
 include pipelines/svfiqa.mk
 include pipelines/svassistant.mk
 include pipelines/baseline.mk
 include pipelines/data-reduction.mk
+include pipelines/qa.mk

@@ -12,6 +12,8 @@ Three sources, each read from local files (the Makefile fetches them when online
 * ``fiqa`` — FiQA 2018 task-1 JSON (``{id: {sentence, info: [{target, sentiment_score}]}}``) →
   one ``sentiment-task`` record per (text, target): ``"<text> Sentiment for <target>"``, label
   from the score: ``< -t`` negative, ``[-t, t)`` neutral, ``>= t`` positive (t = 0.1 by default).
+* ``squad`` — SQuAD v1.1 / v2.0 JSON → ``squad`` QA records (:mod:`ptune_cli.squad`: context,
+  question, answer, answers, and a paragraph id shared by the questions of one paragraph).
 
 A bad row stops the run with ``file:line`` and what is wrong; with ``skip_bad`` it is left out
 and listed in the result instead (never dropped silently).
@@ -34,10 +36,13 @@ from ptune_cli.errors import UserError, at
 from ptune_cli.io import STDIO, check_encoding, read_text, write_records
 from ptune_cli.labels import format_intent_slot, parse_intent_slot
 from ptune_cli.options import option, validate
+from ptune_cli.squad import NO_ANSWER, LeftOut, count_key, looks_like_squad, squad_rows
 
-DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task"}
+DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task",
+                     "squad": "squad"}
 SENTIMENT_LABELS = ("positive", "negative", "neutral")
 _SUFFIX_SOURCE = {".csv": "nlu-eval", ".txt": "phrasebank", ".json": "fiqa"}
+_RECORD_FIELDS = ("taskname", "sentence", "utterance", "label", "id", "context", "question", "answer", "answers", "")
 
 
 @dataclass
@@ -58,9 +63,10 @@ class PrepareConfig:
     inputs: list[Path] = option(argument=True, show_default=False,
                                 help="Source files, converted in order into one JSONL.")
     output: str = option(STDIO, short="-o", help="Output JSONL, or - for stdout.")
-    source: Literal["auto", "nlu-eval", "phrasebank", "fiqa"] = option(
+    source: Literal["auto", "nlu-eval", "phrasebank", "fiqa", "squad"] = option(
         "auto", help="nlu-eval (annotated CSV), phrasebank (sentence@label .txt), fiqa (task-1 JSON), "
-        "or auto by suffix (.csv/.txt/.json).")
+        "squad (SQuAD v1.1/v2.0 JSON), or auto by suffix (.csv/.txt/.json; a .json opening with "
+        "\"data\" or \"version\" is squad).")
     taskname: str | None = option(
         None, help="taskname field (default: intent_and_slot for nlu-eval, sentiment-task otherwise).")
     encoding: str = option(
@@ -73,7 +79,10 @@ class PrepareConfig:
         False, flag="--skip-bad", help="Leave bad rows out (each listed on stderr) instead of stopping at the first.")
     id_field: str | None = option(
         None, help="Add the source item's id (FILE_STEM:KEY or FILE_STEM:LINE) under this field; fiqa targets of "
-        "one text share it, for `ptune kfold --group-field`.")
+        "one text share it, for `ptune kfold --group-field`; squad: the paragraph id (default field paragraph_id).")
+    unanswerable: Literal["keep", "skip"] = option(
+        "keep", help="squad v2.0 questions marked is_impossible: keep (answer --no-answer) or skip (counted).")
+    no_answer: str = option(NO_ANSWER, help="squad: the answer of an unanswerable question.")
 
     def problems(self) -> list[str]:
         """Checks beyond the types (:func:`ptune_cli.options.validate` lists them all)."""
@@ -94,12 +103,17 @@ class PrepareConfig:
                 "".encode(self.encoding)
             except LookupError:
                 problems.append(f"--encoding: unknown encoding {self.encoding!r}")
-        if self.id_field is not None and self.id_field in ("taskname", "sentence", "utterance", "label", ""):
+        if not self.no_answer.strip():
+            problems.append("--no-answer must not be empty")
+        if self.id_field is not None and self.id_field in _RECORD_FIELDS:
             problems.append(f"--id-field {self.id_field!r} would overwrite a record field; pick another name")
         return problems
 
     def source_of(self, path: Path) -> str:
-        return self.source if self.source != "auto" else _SUFFIX_SOURCE[Path(path).suffix.lower()]
+        if self.source != "auto":
+            return self.source
+        source = _SUFFIX_SOURCE[Path(path).suffix.lower()]
+        return "squad" if source == "fiqa" and looks_like_squad(Path(path)) else source
 
 
 @dataclass
@@ -110,6 +124,7 @@ class PrepareResult:
     labels: Counter = field(default_factory=Counter)
     per_input: dict[str, int] = field(default_factory=dict)
     skipped: list[BadRow] = field(default_factory=list)
+    left_out: Counter = field(default_factory=Counter)  # left out on purpose (squad --unanswerable skip)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -281,7 +296,18 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
             yield _with_id(rec, cfg, f"{path.stem}:{key}")
 
 
-_READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows, "fiqa": _fiqa_rows}
+def _squad_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow | LeftOut]:
+    return squad_rows(path, cfg, taskname, BadRow)
+
+
+_READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows, "fiqa": _fiqa_rows, "squad": _squad_rows}
+
+
+def _count_key(source: str, rec: dict, cfg: PrepareConfig) -> str:
+    """The stratum a record is counted under: intent for intent/slot, (un)answerable for QA."""
+    if source == "squad":
+        return count_key(rec, cfg.no_answer)
+    return parse_intent_slot(rec["label"]).intent if source == "nlu-eval" else rec["label"]
 
 
 def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
@@ -291,15 +317,16 @@ def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
         source = cfg.source_of(path)
         n = 0
         for rec in _READERS[source](path, cfg, cfg.taskname or DEFAULT_TASKNAMES[source]):
+            if isinstance(rec, LeftOut):
+                result.left_out[rec.reason] += 1
+                continue
             if isinstance(rec, BadRow):
                 if not cfg.skip_bad:
                     raise UserError(f"{rec} (fix the row, or pass --skip-bad to leave it out)")
                 result.skipped.append(rec)
                 continue
             n += 1
-            label = rec["label"]
-            # intent/slot labels are counted by intent, the stratum kfold balances
-            result.labels[parse_intent_slot(label).intent if source == "nlu-eval" else label] += 1
+            result.labels[_count_key(source, rec, cfg)] += 1
             yield rec
         result.per_input[str(path)] = n
     if not sum(result.per_input.values()):

@@ -17,7 +17,7 @@ from ptune_cli.labels import load_label_map
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = REPO / "pipelines"
-TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction"]
+TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction", "qa"]
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
 
@@ -45,6 +45,12 @@ def test_every_pipeline_file_is_known_and_has_a_header():
         elif p.suffix == ".jsonl":
             for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1):
                 assert isinstance(json.loads(line), dict), f"{rel}:{n}"
+        elif p.suffix == ".json":  # SQuAD-form samples (JSON has no comments: their README says what they are)
+            doc = json.loads(p.read_text(encoding="utf-8"))
+            assert isinstance(doc.get("data"), list), f"{rel}: not SQuAD JSON"
+            readmes = [d / "README.md" for d in (p.parent, p.parent.parent) if (d / "README.md").is_file()]
+            assert any(p.relative_to(r.parent).as_posix() in r.read_text(encoding="utf-8") for r in readmes), \
+                f"{rel}: not described in a README.md beside it or one folder up"
         else:
             pytest.fail(f"{rel}: unexpected file type in pipelines/")
 

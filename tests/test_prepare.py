@@ -253,11 +253,11 @@ def test_phrasebank_with_an_explicit_utf16_encoding_still_reads(tmp_path):
 
 def test_source_choices_shown_and_checked_with_every_other_problem(tmp_path):
     out = runner.invoke(app, ["prepare", "--help"], env={"COLUMNS": "200"}).output
-    assert "[auto|nlu-eval|phrasebank|fiqa]" in out
+    assert "[auto|nlu-eval|phrasebank|fiqa|squad]" in out
     src = tmp_path / "s.txt"
     src.write_text("good@positive\n", encoding="utf-8")
     r = runner.invoke(app, ["prepare", str(src), "--source", "csv", "--neutral-band", "3", "-o", str(tmp_path / "o.jsonl")])
     assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
-    assert "--source must be one of auto, nlu-eval, phrasebank, fiqa, got 'csv'" in r.output
+    assert "--source must be one of auto, nlu-eval, phrasebank, fiqa, squad, got 'csv'" in r.output
     assert "--neutral-band must be in [0, 1)" in r.output
     assert not (tmp_path / "o.jsonl").exists()

@@ -33,7 +33,7 @@ def _eval(cfg, markdown: bool = False) -> None:
 
 typer_command(
     app, "eval", EvalConfig, _eval,
-    help="""Predict on a test set with a p-tuned run and score it (accuracy or intent/slot P/R/F1).
+    help="""Predict on a test set with a p-tuned run and score it (accuracy, intent/slot P/R/F1, SQuAD EM/F1).
 
     Predictions are generated greedily in batches with a KV cache (or ranked over the label
     set with --decode rank); only the generated text is kept. Results go to stdout as a table
@@ -43,6 +43,7 @@ typer_command(
         "ptune eval --run runs/fold_00 --data folds/fold_00/test.jsonl -o runs/fold_00/results.json --normalize sv-sentiment",
         "ptune eval --run runs/fold_00 --data folds/fold_00/test.jsonl --decode rank --predictions-out pred.jsonl",
         "ptune eval --predictions pred.jsonl --metric intent-slot --markdown",
+        "ptune eval --run runs/qa-00 --data folds/fold_00/test.jsonl -o eval/fold_00.json --metric squad --lang sv --report-to wandb",
         "ptune eval --baseline few --shots 5 --train folds/fold_00/train.jsonl --template templates/sv-sentiment.json --data folds/fold_00/test.jsonl",
     ),
     extra=[inspect.Parameter("markdown", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
@@ -80,5 +81,7 @@ def _print_results(results: dict, console) -> None:
             per.add_row(*([r["kind"]] if has_kind else []), escape(r["label"]), pct(r["precision"]),
                         pct(r["recall"]), pct(r["f1"]), str(r["support"]))
         console.print(per)
+    if meta.get("truncated"):
+        console.print(f"[yellow]{meta['truncated']} record(s) were cut at the template's truncate_field to fit the model[/]")
     if meta.get("skipped"):
         console.print(f"[yellow]{meta['skipped']} record(s) did not fit the model and were scored as empty predictions[/]")

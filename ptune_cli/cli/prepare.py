@@ -29,21 +29,25 @@ def _prepare(cfg: PrepareConfig) -> None:
         table.add_row(f"… {len(result.labels) - len(shown)} more labels", str(sum(result.labels.values()) - sum(n for _, n in shown)))
     if result.skipped:
         table.add_row("[yellow]skipped rows[/]", str(len(result.skipped)))
+    for reason, n in sorted(result.left_out.items()):
+        table.add_row(f"[yellow]left out: {reason}[/]", str(n))
     console.print(table)
 
 
 typer_command(
     app, "prepare", PrepareConfig, _prepare,
-    help="""Convert NLU-Evaluation-Data, Financial PhraseBank or FiQA files to NeMo-style JSONL.
+    help="""Convert NLU-Evaluation-Data, Financial PhraseBank, FiQA or SQuAD files to NeMo-style JSONL.
 
     nlu-eval rows become intent_and_slot records (utterance, label "Intent: scenario_intent /
     Slots: type(value), …" or "Slots: None"); phrasebank and fiqa rows become sentiment-task
     records (sentence, label positive|negative|neutral; fiqa sentences end with " Sentiment for
-    TARGET"). A bad row stops the run with file:line unless --skip-bad; a summary goes to stderr.
+    TARGET"); squad questions become QA records (context, question, answer, answers,
+    paragraph_id shared by one paragraph's questions). A bad row stops the run with file:line unless --skip-bad; a summary goes to stderr.
     """,
     epilog=example(
         "ptune prepare NLU-Data-Home-Domain-Annotated-All.csv -o assistant_en.jsonl",
         "ptune prepare Sentences_AllAgree.txt -o fpb_en.jsonl",
         "ptune prepare task1_headline_ABSA_train.json task1_post_ABSA_train.json -o fiqa_en.jsonl --neutral-band 0.1 --id-field source_id",
+        "ptune prepare train-v2.0.json -o squad_en.jsonl --unanswerable skip",
     ),
 )

@@ -86,6 +86,7 @@ def _print_summary(r: dict) -> None:
     ]
     rows += [(f"  flag {k}", v) for k, v in r["flags"].items()]
     rows += [(f"  slots projected ({k})", v) for k, v in r["slot_projection"].items()]
+    rows += [(f"  QA answers projected ({k})", v) for k, v in r.get("answer_projection", {}).items()]
     for k, v in rows:
         table.add_row(k, str(v))
     if "score" in r:

@@ -32,13 +32,20 @@ class EvalConfig(DecodeOptions):
                                 help="Results JSON (metrics, per-label rows, meta).")
     predictions_out: str | None = option(None, affects_output=False,
                                          help="Write each input record plus its 'prediction' (JSONL).")
-    metric: Literal["auto", "accuracy", "intent-slot"] = option(
+    metric: Literal["auto", "accuracy", "intent-slot", "squad"] = option(
         "auto", affects_output=False,
-        help="auto: intent-slot when gold labels contain 'Intent:', else accuracy.")
+        help="auto: squad for QA records (an 'answers' list), intent-slot when gold labels contain 'Intent:', "
+        "else accuracy. squad: exact match and token F1 of the official SQuAD v1.1 script, max over 'answers'.")
+    lang: Literal["en", "sv"] = option(
+        "en", affects_output=False,
+        help="--metric squad: the articles removed before comparing (en: a/an/the, official; sv: en/ett/den/det/de).")
     normalize: str | None = option(None, affects_output=False,
                                    help="Label map folding variants before scoring: sv-sentiment, en-sentiment or a JSON/YAML file.")
     task: str | None = option(None, panel=_PRED,
                               help="Task name in the prompt table / template file (default: the data's taskname).")
+    report_to: Literal["none", "tensorboard", "wandb"] = option(
+        "none", affects_output=False,
+        help="Also log the metrics and (wandb) a predictions table (input fields, gold, prediction); extra 'track'.")
     predictions: str | None = option(None, affects_output=False, help="Score this predictions JSONL without any model.")
     label_field: str | None = option(None, affects_output=False, help="Gold field with --predictions (default: label).")
     prediction_field: str = option("prediction", affects_output=False, help="Prediction field with --predictions.")

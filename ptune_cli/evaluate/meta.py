@@ -65,7 +65,7 @@ def split_meta(data: str | None, run_meta: dict | None = None) -> dict:
 # Keys written only in some modes / decodings (the rest always appear).
 _BASELINE_ONLY = ("baseline", "shots", "shot_lines", "train", "seed")
 _SCORING_ONLY = ("label_field", "prediction_field")
-_MODEL_ONLY = ("task", "model", "metric", "decode", "skipped", "resumed", "batch_size", "device", "dtype",
+_MODEL_ONLY = ("task", "model", "metric", "decode", "skipped", "truncated", "resumed", "batch_size", "device", "dtype",
                "max_new_tokens", "stop_at_newline", "candidates", "seconds", "records_per_s")
 
 
@@ -91,6 +91,7 @@ class ResultsMeta:
     metric: str | None = None
     decode: str | None = None
     skipped: int = 0  # records that did not fit the model (scored as empty predictions)
+    truncated: int = 0  # records whose template's truncate_field was cut to fit the model
     resumed: int = 0  # predictions taken from an interrupted run's partial file
     batch_size: int | None = None
     device: str | None = None

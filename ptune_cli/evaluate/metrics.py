@@ -6,6 +6,11 @@ The definitions, in short:
   removed, then mapped through the label normalization (if any); gold goes through the same.
 * Intent/slot: :func:`ptune_cli.labels.parse_intent_slot`; intent accuracy / precision / recall,
   slot micro P/R/F1 over multisets of ``(type, value)`` pairs, exact match.
+* SQuAD (``squad``): exact match and token F1 of the official SQuAD v1.1 evaluation script
+  (lowercase, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace; the
+  maximum over a question's gold answers; F1 is 0 when no token is shared, even for two empty
+  answers). ``lang="sv"`` drops the Swedish articles en/ett/den/det/de instead (our extension).
+  The prediction is the generated text up to its first newline.
 * Any 0/0 is 0.0.
 
 Every scorer returns a plain dict (the results JSON) with ``per_label`` rows
@@ -14,6 +19,8 @@ Every scorer returns a plain dict (the results JSON) with ``per_label`` rows
 
 from __future__ import annotations
 
+import re
+import string
 from collections import Counter
 from collections.abc import Sequence
 
@@ -47,13 +54,71 @@ def class_key(text: str | None, label_map: LabelMap | None = None) -> str:
     return label_map.normalize(key) if label_map is not None else key
 
 
-def resolve_metric(metric: str, golds: Sequence[str]) -> str:
-    """``auto`` -> ``intent-slot`` when any gold label has ``Intent:``, else ``accuracy``."""
+def resolve_metric(metric: str, golds: Sequence[str], qa: bool = False) -> str:
+    """``auto`` -> ``squad`` for QA records (``qa``, see :func:`is_qa`), ``intent-slot`` when
+    any gold label has ``Intent:``, else ``accuracy``."""
     if metric not in METRICS:
         raise UserError(f"--metric: unknown metric '{metric}' (choose from {', '.join(METRICS)})")
     if metric != "auto":
         return metric
+    if qa:
+        return "squad"
     return "intent-slot" if any(looks_like_intent_slot(g) for g in golds) else "accuracy"
+
+
+# --- SQuAD ------------------------------------------------------------------------------------
+
+ARTICLES = {"en": ("a", "an", "the"), "sv": ("en", "ett", "den", "det", "de")}
+_PUNCT = set(string.punctuation)  # ASCII only, as in the official script
+
+
+def is_qa(records: Sequence[dict]) -> bool:
+    """QA records (``ptune prepare --source squad``): every one has a list ``answers``."""
+    return bool(records) and all(isinstance(r.get("answers"), list) for r in records)
+
+
+def normalize_answer(text: str, lang: str = "en") -> str:
+    """The official SQuAD v1.1 ``normalize_answer`` (articles of ``lang``)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCT)
+    text = re.sub(r"\b(" + "|".join(ARTICLES[lang]) + r")\b", " ", text)
+    return " ".join(text.split())
+
+
+def squad_f1(pred: str, gold: str, lang: str = "en") -> float:
+    """Token F1 of one prediction against one gold answer (official v1.1 definition)."""
+    p, g = normalize_answer(pred, lang).split(), normalize_answer(gold, lang).split()
+    same = sum((Counter(p) & Counter(g)).values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(golds: Sequence[str], pred: str, lang: str = "en") -> tuple[float, float]:
+    """(exact match, F1) of one prediction: the maximum over the gold answers."""
+    pred = (pred or "").split("\n", 1)[0]
+    em = max(float(normalize_answer(pred, lang) == normalize_answer(g, lang)) for g in golds)
+    return em, max(squad_f1(pred, g, lang) for g in golds)
+
+
+def score_squad(golds: Sequence[Sequence[str] | str], preds: Sequence[str], lang: str = "en") -> dict:
+    """Exact match and F1 as fractions, averaged over questions (a gold may list several answers)."""
+    _check_lengths(golds, preds)
+    if lang not in ARTICLES:
+        raise UserError(f"--lang: no article list for '{lang}' (known: {', '.join(ARTICLES)})")
+    if any(not (isinstance(g, str) or g) for g in golds):
+        raise UserError("a question has no gold answer (SQuAD records need 'answers' with at least one)")
+    pairs = [squad_scores([g] if isinstance(g, str) else list(g), p, lang) for g, p in zip(golds, preds, strict=True)]
+    n = len(pairs)
+    return {
+        "metric": "squad",
+        "n": n,
+        "exact_match": ratio(sum(em for em, _ in pairs), n),
+        "f1": ratio(sum(f for _, f in pairs), n),
+        "lang": lang,
+        "counts": {"exact": int(sum(em for em, _ in pairs))},
+        "per_label": [],
+    }
 
 
 def _check_lengths(golds: Sequence, preds: Sequence) -> None:
@@ -157,9 +222,14 @@ def score(
     preds: Sequence[str],
     metric: str = "auto",
     label_map: LabelMap | None = None,
+    lang: str = "en",
 ) -> dict:
-    """Score predictions against gold labels with ``metric`` (auto / accuracy / intent-slot)."""
-    metric = resolve_metric(metric, golds)
+    """Score predictions against gold labels with ``metric`` (auto / accuracy / intent-slot /
+    squad; auto picks squad when a gold is a list of answers)."""
+    metric = resolve_metric(metric, golds, qa=any(isinstance(g, list) for g in golds))
+    if metric == "squad":
+        return score_squad(golds, preds, lang)
+    golds = [g[0] if isinstance(g, list) and g else g for g in golds]  # QA golds under another metric
     if metric == "accuracy":
         return score_accuracy(golds, preds, label_map)
     return score_intent_slot(golds, preds)
@@ -169,6 +239,8 @@ def headline(results: dict) -> dict[str, float]:
     """The headline numbers of a results dict, flat (``intent.f1`` style keys)."""
     if results.get("metric") == "accuracy":
         return {"accuracy": results["accuracy"], "macro_f1": results.get("macro_f1", 0.0)}
+    if results.get("metric") == "squad":
+        return {"exact_match": results["exact_match"], "f1": results["f1"]}
     out = {f"intent.{k}": results["intent"][k] for k in ("accuracy", "precision", "recall", "f1")}
     out.update({f"slot.{k}": results["slot"][k] for k in ("precision", "recall", "f1")})
     out["exact_match"] = results["exact_match"]

@@ -17,8 +17,9 @@ from ptune_cli.evaluate.meta import fold_in_path
 from ptune_cli.evaluate.metrics import headline
 from ptune_cli.io import loads_strict, read_text
 
-DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"]}
-PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1"}
+DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"],
+                     "squad": ["exact_match", "f1"]}
+PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1", "squad": "f1"}
 
 
 def run_report(cfg) -> tuple[dict, str]:
@@ -69,7 +70,7 @@ def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
         except ValueError as e:
             raise UserError(f"{path}: not a results JSON file ({e})") from None
         if not isinstance(data, dict) or data.get("metric") not in DEFAULT_PLOT_KEYS:
-            raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot)")
+            raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot/squad)")
         _check_results(path, data)
         out.append((str(path), data))
     return out
@@ -80,6 +81,7 @@ _REQUIRED = {
     "accuracy": ("accuracy",),
     "intent-slot": ("intent.accuracy", "intent.precision", "intent.recall", "intent.f1",
                     "slot.precision", "slot.recall", "slot.f1", "exact_match"),
+    "squad": ("exact_match", "f1"),
 }
 
 
@@ -170,7 +172,7 @@ def summarize(results: list[tuple[str, dict]]) -> dict:
 # Markdown
 
 _KEY_TITLES = {
-    "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match",
+    "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match", "f1": "F1",
     "intent.accuracy": "intent acc", "intent.precision": "intent P", "intent.recall": "intent R",
     "intent.f1": "intent F1", "slot.precision": "slot P", "slot.recall": "slot R", "slot.f1": "slot F1",
 }

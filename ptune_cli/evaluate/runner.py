@@ -16,11 +16,11 @@ import os
 import time
 from pathlib import Path
 
-from ptune_cli.errors import UserError
+from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.config import EvalConfig
 from ptune_cli.evaluate.job import Task, TestData, build_job, decode, load_task, task_template
 from ptune_cli.evaluate.meta import ResultsMeta, split_meta
-from ptune_cli.evaluate.metrics import resolve_metric, score
+from ptune_cli.evaluate.metrics import is_qa, resolve_metric, score
 from ptune_cli.io import (
     STDIO,
     check_fields,
@@ -38,6 +38,7 @@ from ptune_cli.resumable import (
     partial_path,
     records_digest,
 )
+from ptune_cli.tracking import check_available
 
 # Test hook: seconds to sleep after each kept batch (makes kill -9 tests deterministic).
 DELAY_ENV = "PTUNE_EVAL_BATCH_DELAY"
@@ -54,18 +55,40 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
                   {"--data": cfg.data, "--predictions": cfg.predictions, "--train": cfg.train,
                    "--template": cfg.template, "--normalize": cfg.normalize})
     label_map = _label_map(cfg)  # a bad --normalize fails now, not after the generation
+    check_available(cfg.report_to)
     partial = None
     if cfg.mode == "predictions":
-        results, pred_recs = score_predictions_file(cfg, label_map)
+        results, pred_recs, columns = score_predictions_file(cfg, label_map)
     else:
-        results, pred_recs, partial = _predict_and_score(cfg, label_map, on_progress, on_total)
+        results, pred_recs, partial, columns = _predict_and_score(cfg, label_map, on_progress, on_total)
     if cfg.predictions_out:
         write_records(cfg.predictions_out, pred_recs)
     if cfg.output:
         write_json(cfg.output, results)
     if partial is not None:
         partial.discard()  # outputs are complete: nothing left to resume
+    if cfg.report_to != "none":
+        from ptune_cli.tracking import log_eval
+
+        log_eval(cfg.report_to, cfg.output, results, pred_recs, columns)
     return results
+
+
+def gold_answers(data_path: str, numbered: list[tuple[int, dict]], answer_field: str) -> list[list[str]]:
+    """Every gold answer of each QA record: its ``answers`` list (strings), else its answer."""
+    out = []
+    for lineno, rec in numbered:
+        answers = rec.get("answers", [rec.get(answer_field)])
+        if not isinstance(answers, list) or not answers or not all(isinstance(a, str) for a in answers):
+            raise UserError(f"{at(display_name(data_path), lineno, 'answers')}: expected a non-empty list of strings")
+        out.append(answers)
+    return out
+
+
+def _table_columns(fields: list[str], gold: str, metric: str, prediction: str = "prediction") -> list[str]:
+    """The predictions table: input fields, gold, (all gold answers), prediction."""
+    extra = ["answers"] if metric == "squad" and gold != "answers" else []
+    return list(dict.fromkeys([*fields, gold, *extra, prediction]))
 
 
 def _base_meta(cfg: EvalConfig, run_meta: dict | None = None) -> ResultsMeta:
@@ -93,7 +116,8 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
         check_fields(rec, data.path, lineno, required)
     records = data.records
     golds = [r[tpl.answer_field] for r in records]
-    metric = resolve_metric(cfg.metric, golds)
+    metric = resolve_metric(cfg.metric, golds, qa=is_qa(records))
+    scored = gold_answers(data.path, data.numbered, tpl.answer_field) if metric == "squad" else golds
     if cfg.decode == "rank" and metric != "accuracy":
         raise UserError("--decode rank scores a closed label set: use it for classification (--metric accuracy)")
     one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else not any("\n" in g for g in golds)
@@ -119,9 +143,9 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     meta = _model_meta(cfg, task, job, metric, resumed=len(done))
     meta.seconds = round(seconds, 3)
     meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
-    results = score(golds, [r["prediction"] for r in pred_recs], metric, label_map)
+    results = score(scored, [r["prediction"] for r in pred_recs], metric, label_map, lang=cfg.lang)
     results["meta"] = meta.to_dict()
-    return results, pred_recs, partial
+    return results, pred_recs, partial, _table_columns(list(tpl.input_fields), tpl.answer_field, metric)
 
 
 def _keeper(partial: ResumableJSONL | None):
@@ -163,31 +187,43 @@ def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> 
         meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
         meta.train, meta.seed = cfg.train, cfg.seed
     meta.skipped = sum(e is None for e in job.encodings)
+    meta.truncated = sum(e is not None and e.truncated for e in job.encodings)
     meta.resumed, meta.batch_size, meta.device, meta.dtype = resumed, cfg.batch_size, job.device, job.dtype
     meta.max_new_tokens, meta.stop_at_newline, meta.candidates = job.max_new_tokens, job.stop_at_newline, job.candidates
     return meta
 
 
-def score_predictions_file(cfg: EvalConfig, label_map=None) -> tuple[dict, list[dict]]:
-    """Score ``cfg.predictions`` (gold from its label field, or from ``cfg.data`` when given)."""
-    label_field = cfg.label_field or "label"
+def score_predictions_file(cfg: EvalConfig, label_map=None) -> tuple[dict, list[dict], list[str]]:
+    """Score ``cfg.predictions`` (gold from its label field, or from ``cfg.data`` when given);
+    returns the results, the records and the predictions table's columns."""
     pf = cfg.prediction_field
     if cfg.data:
-        golds = [r[label_field] for _, r in iter_records(cfg.data, {label_field: str})]
+        gold_recs = list(iter_records(cfg.data, {}))
+        gold_path = cfg.data
         pred_recs = [r for _, r in iter_records(cfg.predictions, {pf: str})]
-        if len(golds) != len(pred_recs):
+        if len(gold_recs) != len(pred_recs):
             raise UserError(
                 f"{display_name(cfg.predictions)}: {len(pred_recs)} predictions but "
-                f"{display_name(cfg.data)} has {len(golds)} gold records (they must pair line by line)"
+                f"{display_name(cfg.data)} has {len(gold_recs)} gold records (they must pair line by line)"
             )
     else:
-        pred_recs = [r for _, r in iter_records(cfg.predictions, {label_field: str, pf: str})]
-        golds = [r[label_field] for r in pred_recs]
-    results = score(golds, [r[pf] for r in pred_recs], cfg.metric, label_map)
+        gold_recs = list(iter_records(cfg.predictions, {pf: str}))
+        gold_path = cfg.predictions
+        pred_recs = [r for _, r in gold_recs]
+    qa = is_qa([r for _, r in gold_recs])
+    label_field = cfg.label_field or ("answer" if qa else "label")
+    for lineno, rec in gold_recs:
+        check_fields(rec, gold_path, lineno, {label_field: str})
+    golds = [r[label_field] for _, r in gold_recs]
+    metric = resolve_metric(cfg.metric, golds, qa=qa)
+    scored = gold_answers(gold_path, gold_recs, label_field) if metric == "squad" else golds
+    results = score(scored, [r[pf] for r in pred_recs], metric, label_map, lang=cfg.lang)
     meta = _base_meta(cfg)
     meta.label_field, meta.prediction_field = label_field, pf
     results["meta"] = meta.to_dict()
-    return results, pred_recs
+    skip = {"taskname", label_field, pf, "answers", "_translate_flags"}
+    fields = [k for k, v in pred_recs[0].items() if isinstance(v, str) and k not in skip] if pred_recs else []
+    return results, pred_recs, _table_columns(fields, label_field, metric, pf)
 
 
 def _label_map(cfg: EvalConfig):

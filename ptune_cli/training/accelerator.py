@@ -1,5 +1,6 @@
-"""accelerate for a training run: mixed precision from ``--precision``, ``--report-to``
-trackers, the gloo backend for several CPU processes."""
+"""accelerate for a training run: mixed precision from ``--precision``, the gloo backend for
+several CPU processes. (``--report-to`` trackers: :mod:`ptune_cli.tracking`, fed by the run's
+events on the main process.)"""
 
 from __future__ import annotations
 
@@ -12,17 +13,9 @@ from ptune_cli.training.config import TrainConfig
 
 
 def make_accelerator(cfg: TrainConfig):
-    """The Accelerator of a run: mixed precision from --precision, trackers from --report-to."""
+    """The Accelerator of a run: mixed precision from --precision."""
     from accelerate import Accelerator
-    from accelerate.utils import (
-        DistributedDataParallelKwargs,
-        is_tensorboard_available,
-        is_wandb_available,
-    )
-
-    available = {"none": True, "tensorboard": is_tensorboard_available(), "wandb": is_wandb_available()}
-    if not available[cfg.report_to]:
-        raise UserError(f"--report-to {cfg.report_to}: the {cfg.report_to} package is not installed (pip install {cfg.report_to})")
+    from accelerate.utils import DistributedDataParallelKwargs
 
     # Several processes but no GPU (torchrun, `accelerate launch --multi_gpu` on a CPU box):
     # accelerate only picks the gloo CPU backend when told the run is on CPU.
@@ -36,13 +29,11 @@ def make_accelerator(cfg: TrainConfig):
         return Accelerator(
             cpu=cpu,
             mixed_precision=mixed_precision(cfg.precision),
-            log_with=None if cfg.report_to == "none" else [cfg.report_to],
-            project_dir=cfg.output,
             # tasks trained together: a batch uses one task's input table, the others idle
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
     except (ValueError, ImportError, RuntimeError) as e:
-        raise UserError(f"--precision {cfg.precision} / --report-to {cfg.report_to}: {e}") from None
+        raise UserError(f"--precision {cfg.precision}: {e}") from None
 
 
 def mixed_precision(precision: str) -> str:

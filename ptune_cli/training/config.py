@@ -61,7 +61,9 @@ class TrainConfig:
     resume: bool = option(False, help="Continue an interrupted run in -o from its last checkpoint.",
                           affects_output=False, panel=_RUN)
     report_to: Literal["none", "tensorboard", "wandb"] = option(
-        "none", help="Also log the steps to tensorboard or wandb.", affects_output=False, panel=_RUN)
+        "none", help="Also log loss, lr, val loss, tokens/s and the resolved config to tensorboard "
+        "(RUN_DIR/tensorboard) or wandb (+ the prompt table as an artifact); extra 'track'.",
+        affects_output=False, panel=_RUN)
 
     def to_dict(self) -> dict:
         return asdict(self)

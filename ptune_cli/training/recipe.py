@@ -52,10 +52,13 @@ def run_train(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None)
     validation), then :class:`Finished`.
     """
     validate(cfg)
-    recipe = TrainRecipe(cfg, on_event)
-    recipe.setup()
-    recipe.train()
-    return recipe.save()
+    from ptune_cli.tracking import TrainTracking  # --report-to: a listener on the events
+
+    with TrainTracking(cfg, on_event) as tracking:
+        recipe = TrainRecipe(cfg, tracking)
+        recipe.setup()
+        recipe.train()
+        return recipe.save()
 
 
 class TrainRecipe:
@@ -113,8 +116,6 @@ class TrainRecipe:
         self.started = self._describe()
         if acc.is_main_process:
             write_config(cfg, self.started.to_dict())
-        if cfg.report_to != "none":
-            acc.init_trackers("ptune-train", config={k: v for k, v in cfg.to_dict().items() if v is not None})
         self._emit(self.started)
 
     def _load_model_and_data(self) -> None:
@@ -276,10 +277,7 @@ class TrainRecipe:
 
     def _log(self, log: StepLog | None, step: Step) -> None:
         if log is not None:  # main process only
-            record = step.to_dict()
-            log.write(record)
-            if self.cfg.report_to != "none":
-                self.accelerator.log({k: v for k, v in record.items() if v is not None and k != "step"}, step=step.step)
+            log.write(step.to_dict())
         self._emit(step)
 
     # -- checkpoints and export ----------------------------------------------------------
@@ -312,8 +310,6 @@ class TrainRecipe:
         if acc.is_main_process:
             export_table(self, prompts)
         self._checkpoint(done=True)
-        if self.cfg.report_to != "none":
-            acc.end_training()
         s, data = self.started, self.train_data
         result = TrainResult(
             run_dir=self.cfg.output, tasks=list(self.templates), existing_tasks=s.existing_tasks, steps=self.step,

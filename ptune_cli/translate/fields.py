@@ -11,6 +11,12 @@ translation). Translation happens in two passes over a chunk of plans:
 :func:`assemble` writes the translated strings back: intent names, slot types, the label's
 layout, ``taskname`` and every unlisted field stay verbatim. Problems are recorded as flags
 ``"<field>:<flag>"`` (``"label:slot_projection:date"``) in the record's ``_translate_flags``.
+
+QA records (a ``context`` to translate and an ``answer`` / ``answers``) get the same treatment as
+slot values: every distinct gold answer is bracketed in the context, read back from the
+translated context, else translated alone and located in it. An answer that ends up not
+verbatim in the translated context is kept (translated alone) and flagged
+``answers:answer_projection:K``; the record is never dropped.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from ptune_cli.translate.quality import Translation
 
 SLOT_PROJECTION = "slot_projection"  # a slot value could not be found in the translated utterance
 LABEL_KEPT = "label_kept"  # --label-format auto did not recognise the label; copied unchanged
+ANSWER_PROJECTION = "answer_projection"  # a QA answer is not verbatim in the translated context
+QA_CONTEXT = "context"
 
 
 @dataclass
@@ -61,9 +69,13 @@ class RecordPlan:
     marked: Marked | None = None
     sentiment: str | None = None
     flags: list[str] = field(default_factory=list)
+    answers: list[str] | None = None  # QA: the distinct gold answers, projected into the context
 
     @property
     def slot_values(self) -> list[str]:
+        """The spans projected into ``utterance``: slot values, or a QA record's answers."""
+        if self.answers is not None:
+            return self.answers
         return [s.value for s in self.layout.slots] if self.layout and self.layout.slots else []
 
 
@@ -83,7 +95,24 @@ def plan_record(record: dict, lineno: int, source: str, cfg: TranslateConfig, le
             raise UserError(f"{at(source, lineno, name)}: expected a string to translate, got {type(value).__name__}")
         plan.pieces.append(Piece.of(name, value))
     _plan_label(plan, source, cfg, lexicon)
+    _plan_answers(plan, source)
     return plan
+
+
+def _plan_answers(plan: RecordPlan, source: str) -> None:
+    """QA records: bracket every distinct gold answer in the context to be translated."""
+    rec = plan.record
+    context = next((p for p in plan.pieces if p.field == QA_CONTEXT and p.core), None)
+    if context is None or plan.utterance is not None or not ("answer" in rec or "answers" in rec):
+        return
+    answers = rec.get("answers", [rec.get("answer")])
+    if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+        raise UserError(f"{at(source, plan.lineno, 'answers')}: expected a list of strings (QA record)")
+    if "answer" in rec and not isinstance(rec["answer"], str):
+        raise UserError(f"{at(source, plan.lineno, 'answer')}: expected a string (QA record)")
+    values = list(dict.fromkeys(a.strip() for a in [*answers, rec.get("answer") or ""] if a.strip()))
+    plan.answers, plan.utterance = values, context
+    plan.marked = mark_spans(context.core, values)
 
 
 def _plan_label(plan: RecordPlan, source: str, cfg: TranslateConfig, lexicon: LabelMap) -> None:
@@ -159,6 +188,9 @@ def assemble(plan: RecordPlan, got: Mapping[str, Translation], label_field: str)
     rec = dict(plan.record)  # key order and unlisted fields kept
     flags = list(plan.flags)
     texts, how = _project(plan, got, flags, label_field) if plan.utterance else ({}, "none")
+    if plan.answers is not None:
+        _set_answers(rec, plan, texts, flags)
+        how = f"qa:{how}"
     for p in plan.pieces:
         if not p.core:
             continue  # empty / whitespace-only: copied unchanged
@@ -203,8 +235,27 @@ def _project(plan: RecordPlan, got: Mapping[str, Translation], flags: list[str],
         alone = got[value].text
         found = locate(alone, utterance)
         new[k] = found if found is not None else alone
-        if found is None:
+        if found is None and plan.answers is None:
             flags.append(f"{label_field}:{SLOT_PROJECTION}:{plan.layout.slots[k].type}")
+    if plan.answers is not None:
+        return {"utterance": utterance, "flags": utt_flags, "values": new}, how
     for slot, value in zip(plan.layout.slots, new, strict=True):
         slot.value = value
     return {"utterance": utterance, "flags": utt_flags}, how
+
+
+def _set_answers(rec: dict, plan: RecordPlan, texts: dict, flags: list[str]) -> None:
+    """``answer`` / ``answers`` of a QA record in the translated context's words; an answer not
+    verbatim in that context is flagged (with its index in ``answers``)."""
+    context = texts["utterance"]
+    mapping = {}
+    for k, (old, new) in enumerate(zip(plan.answers, texts["values"], strict=True)):
+        if new not in context:
+            new = locate(new, context) or new  # a marked span that tidy() reshaped
+        mapping[old] = new
+        if new not in context:
+            flags.append(f"answers:{ANSWER_PROJECTION}:{k}")
+    if isinstance(rec.get("answers"), list):
+        rec["answers"] = [mapping.get(a.strip(), a) for a in rec["answers"]]
+    if isinstance(rec.get("answer"), str):
+        rec["answer"] = mapping.get(rec["answer"].strip(), rec["answer"])

@@ -281,7 +281,12 @@ def _report(cfg, source, output, engine, n_records, totals, ctx, seconds) -> dic
         "records_per_s": round(done_now / seconds, 2) if seconds else None,
         "flagged_records": totals["flagged_records"],
         "flags": dict(sorted(totals["flags"].items())),
-        "slot_projection": {k: v for k, v in sorted(totals["slot_projection"].items()) if k != "none" and v},
+        "slot_projection": {k: v for k, v in sorted(totals["slot_projection"].items())
+                            if k != "none" and not k.startswith("qa:") and v},
+        # QA records: how the answers came into the translated context (marked / fallback);
+        # the ones that did not are flags["answer_projection"]
+        "answer_projection": {k[3:]: v for k, v in sorted(totals["slot_projection"].items())
+                              if k.startswith("qa:") and k != "qa:none" and v},
         "flags_field": cfg.flags_field,
         "cache": str(cfg.cache_path()) if cfg.use_cache else None,
         "model_fingerprint": getattr(engine, "fingerprint", None),
