@@ -41,6 +41,11 @@ class _Reporter:
                 + (f" · kept from --existing: {', '.join(s.existing_tasks)}" if s.existing_tasks else ""))
         c.print(f"trainable params: {t:,} || all params: {tot:,} || trainable%: {100 * t / tot:.4f}")
         c.print(f"prompt table: {_mb(s.table_bytes)} (float32, hidden {s.hidden_size})")
+        for name, shape in (s.task_shapes or {}).items():
+            if len(shape) == 5:  # a prefix: L·2·d_kv·T floats
+                n_layers, _, n_kv, t, d = shape
+                c.print(f"  {name}: prefix {n_layers} layers × 2 × d_kv {n_kv * d} × T {t} = "
+                        f"{n_layers * 2 * n_kv * d * t:,} floats")
         for name, n in s.examples.items():
             extra = []
             if s.truncated[name]:
