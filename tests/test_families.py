@@ -218,8 +218,19 @@ def _prefix_logits(model, before, rest, prefix):
     return out.logits[0].float()
 
 
+@pytest.fixture(params=["no-bos", "bos"])
+def bos(request, monkeypatch):
+    """The tiny tokenizers add no BOS; Gemma's do: then BOS is computed into the cache before
+    the prefix. "bos" makes every encoding start with BOS."""
+    if request.param == "bos":
+        from ptune_cli.ptuning import template
+
+        monkeypatch.setattr(template, "uses_bos", lambda tok: True)
+    return request.param
+
+
 @pytest.mark.parametrize("projection", [False, True])
-def test_text_init_prefix_is_the_hard_prompt(family, projection):
+def test_text_init_prefix_is_the_hard_prompt(family, projection, bos):
     """An untrained --init text:X prefix (the frozen model's own keys/values for X) gives the
     logits and the answer loss of the hard prompt X, with and without the projection MLP."""
     from ptune_cli.ptuning.data import EncodedSet, collate
@@ -242,6 +253,7 @@ def test_text_init_prefix_is_the_hard_prompt(family, projection):
         want, n_ref = answer_loss(model, hard, batch["attention_mask"], torch.zeros_like(hard, dtype=torch.bool),
                                   batch["labels"], no_prompt)
         before, rest = split_virtual(exs[0])
+        assert len(before) == (bos == "bos")
         soft = _prefix_logits(model, before, rest, _as_prefix(prefix))
         ref = model(input_ids=torch.tensor([before + text_ids + rest])).logits[0, len(before) + len(text_ids):].float()
     assert n == n_ref > 0
@@ -255,7 +267,7 @@ def _as_prefix(t):
     return Prefix(t.detach())
 
 
-def test_prefix_batched_generation_equals_one_at_a_time(family):
+def test_prefix_batched_generation_equals_one_at_a_time(family, bos):
     from ptune_cli.ptuning.prefix import split_virtual
 
     _, _, model, tok = family
@@ -279,7 +291,7 @@ def test_prefix_batched_generation_equals_one_at_a_time(family):
     assert len(set(batched)) > 2  # predictions differ between records
 
 
-def test_prefix_batched_rank_decoding_equals_one_at_a_time(family):
+def test_prefix_batched_rank_decoding_equals_one_at_a_time(family, bos):
     from ptune_cli.ptuning.prefix import split_virtual
 
     _, _, model, tok = family

@@ -42,7 +42,7 @@ class TrainConfig:
     encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp and "
                                         "--prefix-projection).", panel=_PROMPT)
     init: str = option("random", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings "
-                       "of the text).", panel=_PROMPT)
+                       "of the text; for prefix: the frozen model's own keys/values of it).", panel=_PROMPT)
     epochs: int = option(10, help="Passes over --train.", panel=_OPT)
     max_steps: int | None = option(None, help="Optimizer steps (overrides --epochs).", panel=_OPT)
     lr: float = option(3e-3, help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for "
