@@ -158,3 +158,30 @@ def test_existing_prefix_table_must_match_the_model(tiny_lm_dir, tiny_gpt2_dir, 
     r = CliRunner().invoke(app, ["eval", "--run", str(tmp_path / "p"), "--data", test, "--model", str(tiny_gpt2_dir),
                                  "-o", str(tmp_path / "x.json")])
     assert r.exit_code == 1 and "the prefix has (layers, kv heads, head dim)" in r.output, r.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["packaged:gemma3-270m", "packaged:smollm2-135m"])
+def test_real_model_text_init_prefix_is_the_hard_prompt(name):
+    """On the packaged models (Gemma 3: BOS, 5:1 sliding/full layers, GQA; SmolLM2: GQA, no
+    BOS): an untrained text-init prefix gives the hard prompt's answer loss."""
+    from ptune_cli.models import load_causal_lm
+    from ptune_cli.ptuning.data import EncodedSet, collate
+    from ptune_cli.ptuning.model import answer_loss
+    from ptune_cli.ptuning.prefix_encoder import build_prefix_encoder
+    from ptune_cli.ptuning.template import TaskTemplate, encode_example
+
+    model, tok = load_causal_lm(name)
+    text = "Classify the sentiment of the sentence:"
+    text_ids = tok(text, add_special_tokens=False)["input_ids"]
+    tpl = TaskTemplate("t", "<|VIRTUAL_PROMPT_0|> {sentence}:{label}", len(text_ids), [len(text_ids)], "label", "sentence")
+    enc = build_prefix_encoder(model, {"t": tpl}, tok, init=f"text:{text}")
+    exs = [encode_example(tpl, r, tok) for r in sentiment_records(3)]
+    batch = collate(EncodedSet(exs, [0] * 3), [0, 1, 2], tok.pad_token_id)
+    hard = batch["input_ids"].clone()
+    hard[batch["virtual_mask"]] = torch.tensor(text_ids * 3)
+    with torch.no_grad():
+        got, _ = answer_loss(model, **batch, prompts=enc(0))
+        want, _ = answer_loss(model, hard, batch["attention_mask"], torch.zeros_like(batch["virtual_mask"]),
+                              batch["labels"], torch.zeros(0, model.config.hidden_size))
+    torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
