@@ -185,3 +185,20 @@ def test_real_model_text_init_prefix_is_the_hard_prompt(name):
         want, _ = answer_loss(model, hard, batch["attention_mask"], torch.zeros_like(batch["virtual_mask"]),
                               batch["labels"], torch.zeros(0, model.config.hidden_size))
     torch.testing.assert_close(got, want, atol=2e-4, rtol=2e-4)
+
+
+def test_eval_keeps_prefix_records_inside_the_sliding_window(tmp_path):
+    """With a prefix, ptune eval's encoding limit keeps BOS + prefix + prompt + new tokens inside
+    the sliding window (W − 1 cache entries), so the prefix never drops out; input prompts keep
+    the model's context limit."""
+    from ptune_cli.evaluate.job import _prefix_window_limit
+    from ptune_cli.models import load_causal_lm
+    from ptune_cli.ptuning.prefix import Prefix, kv_layout
+    from tests.tiny_models import WINDOW, build_tiny_causal_lm
+
+    model, _ = load_causal_lm(str(build_tiny_causal_lm(tmp_path / "g", arch="gemma3")))
+    n_layers, n_kv, d = kv_layout(model)
+    assert (n_layers, n_kv, d) == (2, 2, 8)
+    prefix = Prefix(torch.zeros(n_layers, 2, n_kv, 2, d))
+    assert _prefix_window_limit(model, prefix, 3) == WINDOW - 1 - 3
+    assert _prefix_window_limit(model, torch.zeros(2, 32), 3) > 10**6
