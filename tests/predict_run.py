@@ -40,12 +40,18 @@ def questions(labeled: bool = True) -> list[dict]:
             for q, a in zip(QUESTIONS, ANSWERS, strict=True)]
 
 
-def make_run(root: Path, tiny_lm_dir: Path) -> dict:
+def make_run(root: Path, tiny_lm_dir: Path, prefix: bool = False) -> dict:
+    """``prefix``: the "ask" task is a deep prompt (per-layer keys/values) instead of input rows."""
     model, tok = varied_lm(tiny_lm_dir, seed=3)
     model.save_pretrained(root / "model")
     tok.save_pretrained(root / "model")
     g = torch.Generator().manual_seed(0)
     prompts = {"sentiment-task": torch.randn(4, 32, generator=g), "ask": torch.randn(5, 32, generator=g)}
+    if prefix:
+        c = model.config
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        shape = (c.num_hidden_layers, 2, c.num_key_value_heads, ASK.total_virtual_tokens, head_dim)
+        prompts["ask"] = torch.randn(*shape, generator=g)
     # the training answers are the test labels: eval's gold-derived defaults equal predict's
     train = write_jsonl(root / "train.jsonl", sentiment() + questions())
     meta = {"base_model": str(root / "model"), "templates": {t.taskname: t.to_dict() for t in (SENT, ASK)},

@@ -181,7 +181,7 @@ def test_resume_compares_the_options_that_change_the_output():
     from ptune_cli.options import output_fields
 
     free = {f for f in TrainConfig.__dataclass_fields__} - set(output_fields(TrainConfig))
-    assert free == {"output", "resume", "report_to", "save_every"}
+    assert free == {"output", "resume", "report_to", "save_every", "gradient_checkpointing"}
 
 
 def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):

@@ -68,7 +68,8 @@ def test_sigkill_then_resume_matches_uninterrupted(tiny_lm_dir, tmp_path):
     assert tensor_bytes(tmp_path / "full", "sentiment-task") == tensor_bytes(run, "sentiment-task")
 
 
-def test_two_process_gloo_run_writes_one_table(tiny_lm_dir, tmp_path):
+@pytest.mark.parametrize("encoder", [["--encoder", "mlp"], ["--encoder", "prefix", "--prefix-projection"]])
+def test_two_process_gloo_run_writes_one_table(tiny_lm_dir, tmp_path, encoder):
     recs = sentiment_records(16) + intent_records(16)
     train = write(tmp_path / "both.jsonl", recs)
     out = tmp_path / "ddp"
@@ -76,7 +77,7 @@ def test_two_process_gloo_run_writes_one_table(tiny_lm_dir, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "ptune_cli", "train", "--train", train, "--template", str(REPO / "templates" / "sv-multitask.json"),
-            "--model", str(tiny_lm_dir), "-o", str(out), "--epochs", "2", "--encoder", "mlp"]
+            "--model", str(tiny_lm_dir), "-o", str(out), "--epochs", "2", *encoder]
     # what `accelerate launch --multi_gpu --num_processes 2` / torchrun set for each process
     procs = [
         subprocess.Popen(args, env=_env(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE="2", LOCAL_WORLD_SIZE="2",

@@ -41,6 +41,11 @@ class _Reporter:
                 + (f" · kept from --existing: {', '.join(s.existing_tasks)}" if s.existing_tasks else ""))
         c.print(f"trainable params: {t:,} || all params: {tot:,} || trainable%: {100 * t / tot:.4f}")
         c.print(f"prompt table: {_mb(s.table_bytes)} (float32, hidden {s.hidden_size})")
+        for name, shape in (s.task_shapes or {}).items():
+            if len(shape) == 5:  # a prefix: L·2·d_kv·T floats
+                n_layers, _, n_kv, t, d = shape
+                c.print(f"  {name}: prefix {n_layers} layers × 2 × d_kv {n_kv * d} × T {t} = "
+                        f"{n_layers * 2 * n_kv * d * t:,} floats")
         for name, n in s.examples.items():
             extra = []
             if s.truncated[name]:
@@ -73,8 +78,9 @@ class _Reporter:
 
 _HELP = """P-tune a frozen causal LM: train virtual-token prompts for the template's tasks.
 
-Writes RUN_DIR/prompt_table.safetensors (taskname → [T, hidden]) + prompt_table.json
-(base model, templates, hyperparameters) for `ptune eval`, plus config.json, log.jsonl
+Writes RUN_DIR/prompt_table.safetensors (taskname → [T, hidden] input prompt, or with
+--encoder prefix per-layer keys/values [L, 2, kv heads, T, head dim]) + prompt_table.json
+(kind per task, base model, templates, hyperparameters) for `ptune eval`, plus config.json, log.jsonl
 (step, loss, lr, val_loss, tokens/s) and checkpoint/ (for --resume). Works on CPU and
 under `accelerate launch`.
 """
@@ -95,6 +101,7 @@ typer_command(
     epilog=example(
         "ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl --template templates/sv-sentiment.json -o runs/sent-00",
         "ptune train --train assistant.jsonl --template templates/sv-intent-slot.json --existing runs/sent-00 -o runs/sent+intent",
+        "ptune train --train t.jsonl --template templates/en-sentiment.json --encoder prefix --prefix-projection --lr 1e-2 -o runs/v2",
         "accelerate launch -m ptune_cli train --train t.jsonl --template templates/en-sentiment.json --model HuggingFaceTB/SmolLM2-135M -o runs/x",
     ),
 )

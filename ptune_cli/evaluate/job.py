@@ -42,7 +42,7 @@ class Task:
     to load, the run's saved metadata and the baseline's shots."""
 
     template: TaskTemplate
-    prompt: Any = None  # torch.Tensor [T, h] or None
+    prompt: Any = None  # torch.Tensor [T, h] (input), ptuning.prefix.Prefix (prefix), or None
     model: str | None = None
     run_meta: dict = field(default_factory=dict)
     shots: int | None = None
@@ -83,7 +83,7 @@ def task_template(cfg, data: TestData) -> tuple[TaskTemplate, Any]:
 def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
     """The run's prompts for ``tpl``, or the baseline built from it (shots drawn here)."""
     if table is not None:
-        return Task(tpl, table.prompts[tpl.taskname], cfg.model or table.meta.get("base_model"), table.meta)
+        return Task(tpl, table.prompt(tpl.taskname), cfg.model or table.meta.get("base_model"), table.meta)
     from ptune_cli.evaluate.baseline import build_baseline, draw_shots, shots_for
 
     k = shots_for(cfg.baseline, cfg.shots)
@@ -116,7 +116,7 @@ class EvalJob:
     model: Any
     tokenizer: Any
     template: TaskTemplate
-    prompt: Any  # torch.Tensor [T, h] or None
+    prompt: Any  # torch.Tensor [T, h], Prefix, or None
     records: list[dict]  # as encoded (a baseline's carry its shots)
     encodings: list  # per record an Encoded, or None when it does not fit the model
     decode: str
@@ -138,15 +138,16 @@ def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: 
     device = resolve_device(cfg.device)
     dtype = torch_dtype(cfg.precision, device)
     model, tok = loaded if loaded is not None else load_causal_lm(task.model, dtype=dtype, device=device)
-    hidden = model.get_input_embeddings().weight.shape[1]
-    if task.prompt is not None and task.prompt.shape[-1] != hidden:
-        raise UserError(f"{cfg.run}: prompts have hidden size {task.prompt.shape[-1]} but the model has "
-                        f"{hidden} (evaluate with the base model the run was trained on; --model)")
+    check_prompt_fits(model, task.prompt, cfg.run)
     max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
     limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
+    cands = candidates(cfg, task, golds) if cfg.decode == "rank" else None
+    horizon = max_new  # positions that follow the prompt: new tokens, or the longest candidate + EOS
+    if cands:
+        horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
+    limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
     prepared = [task.prepare(r) if task.prepare else r for r in records]
     encs = [encode_example(task.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
-    cands = candidates(cfg, task, golds) if cfg.decode == "rank" else None
     return EvalJob(model, tok, task.template, task.prompt, prepared, encs, cfg.decode, cfg.batch_size,
                    max_new, one_line, cands, device, str(dtype).removeprefix("torch."))
 
@@ -184,6 +185,36 @@ def _fields(pred: str, scores, cands) -> dict:
     if scores is not None:
         out["scores"] = dict(zip(cands, scores, strict=True))
     return out
+
+
+def check_prompt_fits(model, prompt, where) -> None:
+    """UserError when a table's prompt was made for another model (hidden size, or a prefix's
+    layers × KV heads × head dim)."""
+    if prompt is None:
+        return
+    from ptune_cli.ptuning.prefix import Prefix, kv_layout
+
+    if isinstance(prompt, Prefix):
+        want = kv_layout(model)
+        got = (prompt.kv.shape[0], prompt.kv.shape[2], prompt.kv.shape[4])
+        if got != want:
+            raise UserError(f"{where}: the prefix has (layers, kv heads, head dim) {got} but the model has {want} "
+                            "(evaluate with the base model the run was trained on; --model)")
+        return
+    hidden = model.get_input_embeddings().weight.shape[1]
+    if prompt.shape[-1] != hidden:
+        raise UserError(f"{where}: prompts have hidden size {prompt.shape[-1]} but the model has "
+                        f"{hidden} (evaluate with the base model the run was trained on; --model)")
+
+
+def _prefix_window_limit(model, prompt, horizon: int) -> int:
+    """A prefix must stay inside every sliding window (as in training): longer records do not
+    fit (empty prediction, counted), rather than losing the prefix in the sliding layers."""
+    from ptune_cli.ptuning.model import sliding_window
+    from ptune_cli.ptuning.prefix import Prefix
+
+    w = sliding_window(model) if isinstance(prompt, Prefix) else None
+    return 1 << 30 if w is None else w - 1 - horizon
 
 
 def _auto_max_new_tokens(tok, golds: list[str]) -> int:

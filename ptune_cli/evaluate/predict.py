@@ -30,6 +30,7 @@ from ptune_cli.ptuning.model import (
     run_cached,
     sliding_window,
 )
+from ptune_cli.ptuning.prefix import Prefix, as_prompt, split_virtual, start_cache
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 Progress = Callable[[int], None] | None
@@ -101,25 +102,39 @@ def _window_needs_left_padding(model, encs: Sequence[Encoded], horizon: int) -> 
 def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int, *, horizon: int = 0, head: bool = True):
     """Run a batch of prompts: the shared prefix once (then repeated over the batch), each row's
     own tokens left-padded after it; ``horizon``: tokens that will follow (see
-    :func:`_window_needs_left_padding`). Returns ``(last logits [B, V] — or last hidden states
-    [B, h] without ``head`` —, cache, attention mask [B, P+L], position of each row's last
-    token [B])``."""
+    :func:`_window_needs_left_padding`). A deep prompt (:class:`Prefix`) starts the cache: BOS,
+    then its keys/values, the placeholders dropped (:mod:`ptune_cli.ptuning.prefix`). Returns
+    ``(last logits [B, V] — or last hidden states [B, h] without ``head`` —, cache, attention
+    mask [B, C+L], position of each row's last token [B])``."""
     emb = model.get_input_embeddings()
     device = emb.weight.device
+    prompt = as_prompt(prompt)
+    cache, offset = None, 0  # offset: cache positions before the rows' own tokens (BOS + prefix)
+    if isinstance(prompt, Prefix):
+        before, _ = split_virtual(encs[0])
+        cache = start_cache(model, before, prompt.kv, 1)
+        offset = len(before) + prompt.length
+        encs = [Encoded(r, [False] * len(r), [], 0, False) for r in (split_virtual(e)[1] for e in encs)]
+        prompt = None
     prompt = (torch.zeros(0, emb.weight.shape[1]) if prompt is None else prompt).to(device)
     n_pre = 0 if _window_needs_left_padding(model, encs, horizon) else shared_prefix_len(encs)
     n_virt = sum(encs[0].virtual_mask[:n_pre])  # prompt rows that belong to the prefix
-    cache = None
     if n_pre:
         ids = torch.tensor([encs[0].input_ids[:n_pre]], device=device)
         vmask = torch.tensor([encs[0].virtual_mask[:n_pre]], device=device)
-        _, cache = run_cached(model.base_model, inputs_embeds=inject_prompts(model, ids, vmask, prompt[:n_virt]))
+        kw = {}
+        if offset:
+            kw = dict(attention_mask=torch.ones(1, offset + n_pre, dtype=torch.long, device=device),
+                      position_ids=offset + torch.arange(n_pre, device=device)[None])
+        _, cache = run_cached(model.base_model, cache, inputs_embeds=inject_prompts(model, ids, vmask, prompt[:n_virt]),
+                              **kw)
+    if cache is not None:
         cache.batch_repeat_interleave(len(encs))
     rest = [Encoded(e.input_ids[n_pre:], e.virtual_mask[n_pre:], [], 0, False) for e in encs]
     ids, own_mask, vmask = left_pad(rest, pad_id, device)
     embeds = inject_prompts(model, ids, vmask, prompt[n_virt:])
-    mask = torch.cat([torch.ones(len(encs), n_pre, dtype=own_mask.dtype, device=device), own_mask], dim=1)
-    pos = n_pre + (own_mask.cumsum(-1) - 1).clamp(min=0)
+    mask = torch.cat([torch.ones(len(encs), offset + n_pre, dtype=own_mask.dtype, device=device), own_mask], dim=1)
+    pos = offset + n_pre + (own_mask.cumsum(-1) - 1).clamp(min=0)
     kw = dict(inputs_embeds=embeds, attention_mask=mask, position_ids=pos)
     if head:
         out, cache = run_cached(model, cache, logits_to_keep=1, **kw)
@@ -128,6 +143,18 @@ def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int, *, horizon: in
         out, cache = run_cached(model.base_model, cache, **kw)
         last = out.last_hidden_state[:, -1]
     return last, cache, mask, pos[:, -1]
+
+
+def _window_groups(model, encs: Sequence[Encoded | None], idx: list[int], prompt, horizon: int) -> list[list[int]]:
+    """``idx`` split so a prefix batch never puts padding inside a sliding window: a prefix
+    cannot be left-padded (it opens the cache), so rows are grouped by length when the window
+    matters (:func:`_window_needs_left_padding`); else the batch as is."""
+    if not isinstance(prompt, Prefix) or not _window_needs_left_padding(model, [encs[i] for i in idx], horizon):
+        return [idx]
+    groups: dict[int, list[int]] = {}
+    for i in idx:
+        groups.setdefault(len(encs[i].input_ids), []).append(i)
+    return list(groups.values())
 
 
 def _batches(encs: Sequence[Encoded | None], batch_size: int, batch_cost: float = 0.0) -> list[list[int]]:
@@ -216,13 +243,15 @@ def generate_texts(model, tokenizer, encs: Sequence[Encoded | None], prompt, *, 
     stops = stop_token_ids(tokenizer, stop_at_newline)
     keep = [i for i in stops if i != tokenizer.eos_token_id]  # newline tokens: text before "\n" counts
     preds = [""] * len(encs)
+    prompt = as_prompt(prompt)
     # one decoding step of a batch costs about as much as ~16 prompt tokens of prefill (measured
     # on CPU: weights are read once per step); a batch may decode up to max_new_tokens steps
     for idx in _batches(encs, batch_size, batch_cost=16.0 * max_new_tokens):
-        rows = generate_ids(model, tokenizer, [encs[i] for i in idx], prompt,
-                            max_new_tokens=max_new_tokens, stop_ids=stops, keep_ids=keep)
-        for i, ids in zip(idx, rows, strict=True):
-            preds[i] = decode_prediction(tokenizer, ids, stop_at_newline)
+        for sub in _window_groups(model, encs, idx, prompt, max_new_tokens):
+            rows = generate_ids(model, tokenizer, [encs[i] for i in sub], prompt,
+                                max_new_tokens=max_new_tokens, stop_ids=stops, keep_ids=keep)
+            for i, ids in zip(sub, rows, strict=True):
+                preds[i] = decode_prediction(tokenizer, ids, stop_at_newline)
         if on_batch:
             on_batch(idx, [preds[i] for i in idx])
         if on_progress:
@@ -295,12 +324,15 @@ def rank_labels(model, tokenizer, tpl: TaskTemplate, records: Sequence[dict], en
         # candidate-only logits need the head reproduced exactly: refuse rather than rank wrongly
         raise UserError(f"--decode rank: the LM head of {type(model).__name__} post-processes logits in a way "
                         "ptune does not reproduce; use --decode generate")
+    prompt = as_prompt(prompt)
+    horizon = max(len(c) for c in cands)
     for idx in _batches(encs, batch_size, batch_cost=32.0):  # one continuation pass per batch
-        scores = _rank_batch(model, tokenizer, [encs[i] for i in idx], prompt, cands)
-        best = scores.argmax(-1).tolist()
-        for row, i in enumerate(idx):
-            preds[i] = candidates[best[row]]
-            all_scores[i] = [round(float(s), 4) for s in scores[row]]
+        for sub in _window_groups(model, encs, idx, prompt, horizon):
+            scores = _rank_batch(model, tokenizer, [encs[i] for i in sub], prompt, cands)
+            best = scores.argmax(-1).tolist()
+            for row, i in enumerate(sub):
+                preds[i] = candidates[best[row]]
+                all_scores[i] = [round(float(s), 4) for s in scores[row]]
         if on_batch:
             on_batch(idx, [preds[i] for i in idx], [all_scores[i] for i in idx])
         if on_progress:

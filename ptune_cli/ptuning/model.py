@@ -94,8 +94,15 @@ def answer_loss(
 
     Returns ``(loss, n_tokens)``; ``reduction="sum"`` gives the summed loss (for val averages).
     ``gathered=False`` falls back to the model's full logits (architectures whose head
-    post-processing :func:`check_gathered_head` could not reproduce).
+    post-processing :func:`check_gathered_head` could not reproduce). ``prompts`` is an input
+    prompt [T, h] or a deep prompt (:class:`~ptune_cli.ptuning.prefix.Prefix`, or its 5-D tensor).
     """
+    from ptune_cli.ptuning.prefix import Prefix, as_prompt, prefix_loss
+
+    prompts = as_prompt(prompts)
+    if isinstance(prompts, Prefix):
+        return prefix_loss(model, input_ids, attention_mask, virtual_mask, labels, prompts,
+                           reduction=reduction, gathered=gathered)
     embeds = inject_prompts(model, input_ids, virtual_mask, prompts)
     target = labels[:, 1:]
     sel = target != -100

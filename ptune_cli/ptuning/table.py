@@ -1,7 +1,10 @@
-"""The prompt table: taskname -> [T, hidden] float32 tensors (safetensors) + JSON metadata.
+"""The prompt table: taskname -> float32 tensor (safetensors) + JSON metadata.
 
-This is the contract between ``ptune train`` and ``ptune eval``: the encoder that produced the
-prompts is not needed at inference.
+A task is of one of two kinds, named in ``tasks[name]["kind"]``: ``input`` — the [T, hidden]
+rows injected at the template's virtual positions — or ``prefix`` — per-layer keys/values
+[L, 2, n_kv, T, d] (:mod:`ptune_cli.ptuning.prefix`). One table may hold both. This is the
+contract between ``ptune train`` and ``ptune eval``: the encoder that produced the prompts is
+not needed at inference; :meth:`PromptTable.prompt` gives each task's typed prompt.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ def save_prompt_table(run_dir, prompts: dict, meta: dict) -> None:
     tasks = dict(meta.get("tasks", {}))
     for name, t in tensors.items():
         tasks.setdefault(name, {})
-        tasks[name] = {**tasks[name], "total_virtual_tokens": int(t.shape[0])}
+        kind = "prefix" if t.dim() == 5 else "input"
+        tasks[name] = {**tasks[name], "kind": kind, "total_virtual_tokens": int(t.shape[3] if kind == "prefix" else t.shape[0])}
     meta["tasks"] = tasks
-    if tensors:
-        meta.setdefault("hidden_size", int(next(iter(tensors.values())).shape[1]))
+    inputs = [t for t in tensors.values() if t.dim() == 2]
+    if inputs:
+        meta.setdefault("hidden_size", int(inputs[0].shape[1]))
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / PROMPT_TABLE_FILE, "wb") as fh:
@@ -51,6 +56,21 @@ class PromptTable:
             known = ", ".join(sorted(self.prompts)) or "none"
             raise UserError(f"task '{taskname}' is not in the prompt table (known tasks: {known})")
         return template_from_dict(templates[taskname], f"{PROMPT_META_FILE}: {taskname}")
+
+    def kind(self, taskname: str) -> str:
+        """``input`` or ``prefix`` (tables written before prefixes existed hold input prompts)."""
+        entry = self.meta.get("tasks", {}).get(taskname, {})
+        return entry.get("kind") or ("prefix" if self.prompts[taskname].dim() == 5 else "input")
+
+    def prompt(self, taskname: str):
+        """The task's typed prompt: a [T, h] tensor (input) or a :class:`~ptune_cli.ptuning.prefix.Prefix`."""
+        from ptune_cli.ptuning.prefix import Prefix
+
+        t = self.prompts[taskname]
+        kind = self.kind(taskname)
+        if (kind == "prefix") != (t.dim() == 5):
+            raise UserError(f"{PROMPT_META_FILE}: task '{taskname}' is of kind {kind} but its tensor has shape {list(t.shape)}")
+        return Prefix(t) if kind == "prefix" else t
 
     @property
     def tasknames(self) -> list[str]:

@@ -33,12 +33,16 @@ class TrainConfig:
                                "(multilingual). Default: packaged:smollm2-135m, or --existing's model.")
     existing: str | None = option(None, help="Earlier run dir: its tasks' prompts are kept (byte-identical), "
                                   "new tasks trained.")
-    encoder: Literal["lstm", "mlp", "embedding"] = option(
-        "lstm", help="lstm (BiLSTM+MLP, NeMo), mlp, or embedding (prompt tuning).", panel=_PROMPT)
-    encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp).",
-                                        panel=_PROMPT)
+    encoder: Literal["lstm", "mlp", "embedding", "prefix"] = option(
+        "lstm", help="lstm (BiLSTM+MLP, NeMo), mlp, embedding (prompt tuning), or prefix (P-tuning v2: "
+        "key/value prefixes of length T at every layer; the template must start with <|VIRTUAL_PROMPT_0|>, "
+        "all markers' input tokens are dropped).", panel=_PROMPT)
+    prefix_projection: bool = option(False, help="prefix: reparameterise through an MLP (embedding → MLP → "
+                                     "2·L·d_kv per virtual token).", panel=_PROMPT)
+    encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp and "
+                                        "--prefix-projection).", panel=_PROMPT)
     init: str = option("random", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings "
-                       "of the text).", panel=_PROMPT)
+                       "of the text; for prefix: the frozen model's own keys/values of it).", panel=_PROMPT)
     epochs: int = option(10, help="Passes over --train.", panel=_OPT)
     max_steps: int | None = option(None, help="Optimizer steps (overrides --epochs).", panel=_OPT)
     lr: float = option(3e-3, help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for "
@@ -51,6 +55,9 @@ class TrainConfig:
     grad_clip: float = option(1.0, help="Gradient norm clip (0: off).", panel=_OPT)
     max_length: int | None = option(None, help="Tokens per example incl. virtual ones (default min(context, 1024)); "
                                     "longer: truncate_field is cut, else skipped.", panel=_OPT)
+    gradient_checkpointing: bool = option(False, help="Recompute each layer's activations in the backward "
+                                          "pass: less memory, ~30% slower (every encoder).", affects_output=False,
+                                          panel=_OPT)
     precision: Precision = option("auto", help="Autocast: " + PRECISION_HELP, aliases=PRECISION_ALIASES, panel=_OPT)
     seed: int = option(42, help="Seed for the encoder init and the batch order.", panel=_OPT)
     eval_every: int | None = option(None, help="Steps between val evaluations (default: each epoch).", panel=_RUN)
@@ -90,6 +97,8 @@ class TrainConfig:
             p.append(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.early_stopping_patience is not None and self.early_stopping_patience < 0:
             p.append(f"--early-stopping-patience must be >= 0, got {self.early_stopping_patience}")
+        if self.prefix_projection and self.encoder != "prefix":
+            p.append("--prefix-projection needs --encoder prefix")
         if self.template is None:
             p.append("--template is required (a JSON file with NeMo task keys, see templates/)")
         return p

@@ -34,6 +34,8 @@ class Started:
     gathered_logits: bool
     resumed_from: int | None  # the checkpoint's step, None on a fresh start
     device: str
+    # per new task: its kind ("input" [T, h] or "prefix" [L, 2, n_kv, T, d]) and table shape
+    task_shapes: dict[str, list[int]] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -47,7 +47,9 @@ def export_table(recipe: TrainRecipe, prompts: dict) -> None:
         templates[name] = tpl.to_dict()
         tasks[name] = {
             "total_virtual_tokens": tpl.total_virtual_tokens,
+            "kind": "prefix" if cfg.encoder == "prefix" else "input",
             "encoder": cfg.encoder,
+            **({"prefix_projection": cfg.prefix_projection} if cfg.encoder == "prefix" else {}),
             "train_examples": data.counts[name],
             "skipped_too_long": data.skipped[name],
             "truncated": data.truncated[name],

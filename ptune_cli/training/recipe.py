@@ -138,14 +138,41 @@ class TrainRecipe:
         self.train_data = load_examples(cfg.train, self.templates, self.tokenizer, self.max_length, flag="--train")
         self.val_data = load_examples(cfg.val, self.templates, self.tokenizer, self.max_length, flag="--val") if cfg.val else None
         self.gathered = check_gathered_head(self.model, self.tokenizer)
+        if cfg.encoder == "prefix":
+            self._check_prefix()
+        if cfg.gradient_checkpointing:
+            from ptune_cli.ptuning.checkpointing import enable_checkpointing
+
+            enable_checkpointing(self.model)
+
+    def _check_prefix(self) -> None:
+        """Refuse, in one line, templates and sequence lengths a prefix cannot serve."""
+        from ptune_cli.ptuning.prefix import template_problem, window_problem
+
+        cfg = self.cfg
+        for tpl in self.templates.values():
+            problem = template_problem(tpl)
+            if problem:
+                raise UserError(f"--template {cfg.template}: {problem}")
+        for flag, data in (("--train", self.train_data), ("--val", self.val_data)):
+            if data is not None:
+                longest = max(len(e.input_ids) for e in data.examples)
+                problem = window_problem(self.model, longest, f"{flag} {cfg.train if flag == '--train' else cfg.val}")
+                if problem:
+                    raise UserError(problem)
 
     def _build_encoder(self) -> None:
         from ptune_cli.ptuning.encoders import build_encoder
+        from ptune_cli.ptuning.prefix_encoder import build_prefix_encoder
 
         cfg, acc = self.cfg, self.accelerator
         embed = self.model.get_input_embeddings()
-        self.encoder = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=cfg.init,
-                                     hidden=cfg.encoder_hidden).to(acc.device)
+        if cfg.encoder == "prefix":
+            enc = build_prefix_encoder(self.model, self.templates, self.tokenizer, init=cfg.init,
+                                       projection=cfg.prefix_projection, hidden=cfg.encoder_hidden)
+        else:
+            enc = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=cfg.init, hidden=cfg.encoder_hidden)
+        self.encoder = enc.to(acc.device)
         self.optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_batches = len(shard(make_batches(self.train_data, cfg.batch_size, cfg.seed), 0, acc.num_processes, cfg.grad_accum))
         self.steps_per_epoch = n_batches // cfg.grad_accum
@@ -161,7 +188,9 @@ class TrainRecipe:
         acc, cfg = self.accelerator, self.cfg
         trainable, total = param_counts(self.model, acc.unwrap_model(self.encoder))
         kept = self.existing.prompts if self.existing else {}
-        rows = sum(t.total_virtual_tokens for t in self.templates.values()) + sum(int(p.shape[0]) for p in kept.values())
+        # floats per task: T·h for an input prompt, L·2·d_kv·T for a prefix
+        new = acc.unwrap_model(self.encoder).table()
+        floats = sum(t.numel() for t in new.values()) + sum(p.numel() for p in kept.values())
         val = self.val_data
         return Started(
             model_id=self.model_id, tasks=list(self.templates), existing_tasks=list(kept),
@@ -171,8 +200,9 @@ class TrainRecipe:
             warmup_steps=self.warmup_steps, num_processes=acc.num_processes,
             effective_batch_size=cfg.batch_size * cfg.grad_accum * acc.num_processes,
             trainable_params=trainable, total_params=total, hidden_size=self.hidden_size,
-            table_bytes=rows * self.hidden_size * 4, gathered_logits=self.gathered,
+            table_bytes=floats * 4, gathered_logits=self.gathered,
             resumed_from=self._checkpoint_in["state"]["step"] if self._checkpoint_in else None, device=str(acc.device),
+            task_shapes={n: list(t.shape) for n, t in new.items()},
         )
 
     # -- train ---------------------------------------------------------------------------
