@@ -77,14 +77,15 @@ def test_wandb_train_and_eval(tmp_path, tiny_lm_dir, wandb_offline):
     assert [r[4] for r in table["data"]] == [json.loads(x)["prediction"] for x in (tmp_path / "pred.jsonl").read_text().splitlines()]
 
 
-def test_tensorboard_train_and_eval(tmp_path, tiny_lm_dir):
+@pytest.mark.parametrize("encoder", ["lstm", "prefix"])  # deep prompts report through the same events
+def test_tensorboard_train_and_eval(tmp_path, tiny_lm_dir, encoder):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     train = _write(tmp_path / "train.jsonl", QA)
     run = tmp_path / "run"
     run_train(TrainConfig(train=train, output=str(run), template=TEMPLATE, model=str(tiny_lm_dir),
-                          max_steps=2, batch_size=4, report_to="tensorboard"))
+                          max_steps=2, batch_size=4, report_to="tensorboard", encoder=encoder))
     acc = EventAccumulator(str(run / "tensorboard"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("train/loss")] == [1, 2]
