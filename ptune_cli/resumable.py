@@ -150,3 +150,22 @@ def read_partial(path: str | os.PathLike) -> list[dict]:
     """The records of a finished partial / shard file."""
     with Path(path).open("rb") as fh:
         return [json.loads(line) for line in fh if line.strip()]
+
+
+def keep_batches(partial: ResumableJSONL | None, delay_env: str):
+    """``on_batch`` for decoding (eval, predict): each finished batch ``[(index, fields)]`` made
+    durable in ``partial``. ``delay_env`` names a test hook: seconds to sleep after each batch,
+    so a kill lands between batches."""
+    if partial is None:
+        return None
+    import os
+    import time
+
+    delay = float(os.environ.get(delay_env, "0") or 0)
+
+    def keep(items: list[tuple[int, dict]]) -> None:
+        partial.append({"i": i, **fields} for i, fields in items)
+        if delay:
+            time.sleep(delay)
+
+    return keep

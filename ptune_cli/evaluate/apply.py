@@ -8,13 +8,13 @@ so that a killed run resumes → write every input record plus ``prediction`` in
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ptune_cli.evaluate.decode_options import PANEL, DecodeOptions
 from ptune_cli.options import option
+from ptune_cli.resumable import keep_batches
 
 # Test hook: seconds to sleep after each kept batch (makes kill -9 tests deterministic).
 DELAY_ENV = "PTUNE_PREDICT_BATCH_DELAY"
@@ -64,7 +64,7 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
         on_total(sum(todo))
     t0 = time.perf_counter()
     try:
-        fields = router.predict(items, todo, _keeper(partial), on_progress)
+        fields = router.predict(items, todo, keep_batches(partial, DELAY_ENV), on_progress)
     except BaseException:
         if partial is not None:
             partial.close()
@@ -94,19 +94,6 @@ def _route_names(table, cfg: PredictConfig, numbered: list[tuple[int, dict]]) ->
             where = f"{display_name(cfg.data)}:{lineno}"
             raise UserError(f"{where}: {e.message}") from None
     return names
-
-
-def _keeper(partial):
-    if partial is None:
-        return None
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-
-    def keep(items: list[tuple[int, dict]]) -> None:
-        partial.append({"i": i, **fields} for i, fields in items)
-        if delay:
-            time.sleep(delay)
-
-    return keep
 
 
 def _partial(cfg: PredictConfig, records: list[dict]):

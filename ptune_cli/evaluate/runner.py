@@ -12,7 +12,6 @@ Three modes, one config (:class:`~ptune_cli.evaluate.config.EvalConfig`):
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from ptune_cli.resumable import (
     ResumableJSONL,
     file_digest,
     fingerprint,
+    keep_batches,
     partial_path,
     records_digest,
 )
@@ -131,7 +131,7 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
         on_total(n_new)
     t0 = time.perf_counter()
     try:
-        fields = decode(job, todo, on_progress, _keeper(partial))
+        fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
     except BaseException:
         if partial is not None:
             partial.close()
@@ -146,20 +146,6 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     results = score(scored, [r["prediction"] for r in pred_recs], metric, label_map, lang=cfg.lang)
     results["meta"] = meta.to_dict()
     return results, pred_recs, partial, _table_columns(list(tpl.input_fields), tpl.answer_field, metric)
-
-
-def _keeper(partial: ResumableJSONL | None):
-    """``on_batch`` for decoding: each finished batch made durable in the partial file."""
-    if partial is None:
-        return None
-    delay = float(os.environ.get(DELAY_ENV, "0") or 0)
-
-    def keep(items: list[tuple[int, dict]]) -> None:
-        partial.append({"i": i, **fields} for i, fields in items)
-        if delay:
-            time.sleep(delay)
-
-    return keep
 
 
 def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:

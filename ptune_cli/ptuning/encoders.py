@@ -71,14 +71,9 @@ class PromptEncoder(nn.Module):
         # look like real token embeddings, and --init text:… means something for lstm/mlp too.
         return x + self.head(h)
 
-    @torch.no_grad()
     def table(self) -> dict[str, torch.Tensor]:
         """Run the encoder once per task: taskname -> float32 [T, h] on CPU."""
-        was = self.training
-        self.eval()
-        out = {name: self(i).detach().float().cpu().clone() for i, name in enumerate(self.tasknames)}
-        self.train(was)
-        return out
+        return run_table(self)
 
 
 def _rows(embed, ids) -> torch.Tensor:
@@ -133,3 +128,13 @@ def build_encoder(kind, templates, tokenizer, embed, *, init="random", hidden=No
     ]
     vectors = torch.stack([_token_rows(n, tokenizer, embed).mean(0) for n in names])
     return PromptEncoder(kind, names, inputs, vectors, hidden=hidden)
+
+
+@torch.no_grad()
+def run_table(encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """The encoder run once per task in eval mode: taskname -> float32 tensor on CPU."""
+    was = encoder.training
+    encoder.eval()
+    out = {name: encoder(i).detach().float().cpu().clone() for i, name in enumerate(encoder.tasknames)}
+    encoder.train(was)
+    return out

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ptune_cli.ptuning.encoders import _token_rows, initial_inputs
+from ptune_cli.ptuning.encoders import _token_rows, initial_inputs, run_table
 from ptune_cli.ptuning.prefix import kv_layout, token_kv
 
 
@@ -49,14 +49,9 @@ class PrefixEncoder(nn.Module):
             delta = self.head(self.inputs[task] + self.task_vectors[task])  # [T, 2·L·n_kv·d]
             return start + delta.view(t, n_layers, 2, n_kv, d).permute(1, 2, 3, 0, 4)
 
-    @torch.no_grad()
     def table(self) -> dict[str, torch.Tensor]:
         """taskname -> float32 [L, 2, n_kv, T, d] on CPU."""
-        was = self.training
-        self.eval()
-        out = {name: self(i).detach().float().cpu().clone() for i, name in enumerate(self.tasknames)}
-        self.train(was)
-        return out
+        return run_table(self)
 
 
 def _start_ids(total: int, init: str, tokenizer, vocab: int) -> list[int]:
