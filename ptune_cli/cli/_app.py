@@ -43,7 +43,7 @@ app = typer.Typer(
     name="ptune",
     cls=_Group,
     help="P-tuning for languages without labeled data: "
-    "translate → normalize-labels → kfold → train → eval.",
+    "translate → normalize-labels → kfold → train → eval, then predict or serve.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
