@@ -152,6 +152,20 @@ def read_partial(path: str | os.PathLike) -> list[dict]:
         return [json.loads(line) for line in fh if line.strip()]
 
 
+@contextlib.contextmanager
+def resumable_on_failure(partial: ResumableJSONL | None):
+    """Around a job writing into ``partial``: if it fails (or is interrupted), close the file
+    so a rerun resumes, or remove it when nothing was kept (no stray file to resume from)."""
+    try:
+        yield
+    except BaseException:
+        if partial is not None:
+            partial.close()
+            if partial.done == 0:
+                partial.discard()
+        raise
+
+
 def keep_batches(partial: ResumableJSONL | None, delay_env: str):
     """``on_batch`` for decoding (eval, predict): each finished batch ``[(index, fields)]`` made
     durable in ``partial``. ``delay_env`` names a test hook: seconds to sleep after each batch,

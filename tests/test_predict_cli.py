@@ -84,9 +84,9 @@ def test_stdin_to_stdout_and_default_task(env, tmp_path):
     ([{"question": "a"}], "new.jsonl:1: field 'taskname': missing: the prompt table has several tasks"),
 ])
 def test_bad_records_fail_before_the_model(env, tmp_path, monkeypatch, records, message):
-    import ptune_cli.evaluate.routing as routing
+    import ptune_cli.evaluate.job as job
 
-    monkeypatch.setattr(routing, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(job, "load_model", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "o.jsonl"
     r = predict("--run", env["run"], "--data", write_jsonl(tmp_path / "new.jsonl", records), "-o", out)
     assert r.exit_code == 1 and message in r.output and "Traceback" not in r.output

@@ -9,19 +9,11 @@ import pytest
 
 from ptune_cli.errors import UserError
 from ptune_cli.translate import TranslateConfig, run_translate
-from tests.test_translate import WordEngine, read_jsonl, write_jsonl
+from tests.test_translate import WordEngine, _run, read_jsonl, write_jsonl
 
 QA = {"taskname": "squad", "id": "q1", "context": "wake me up at seven am tomorrow.",
       "question": "what alarms are set for today?", "answer": "seven am",
       "answers": ["seven am", "at seven am", "seven am"], "paragraph_id": "p:0:0"}
-
-
-def _run(tmp_path, rows, engine, **kw):
-    src = write_jsonl(tmp_path / "in.jsonl", rows)
-    out = tmp_path / "out.jsonl"
-    cfg = TranslateConfig(model="unused", cache=str(tmp_path / "cache.sqlite"), **kw)
-    report = run_translate(src, out, cfg, engine=engine)
-    return read_jsonl(out), report
 
 
 def test_answers_projected_through_brackets_and_nested_ones_located(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ptune_cli.evaluate.decode_options import PANEL, DecodeOptions
 from ptune_cli.options import option
-from ptune_cli.resumable import keep_batches
+from ptune_cli.resumable import keep_batches, resumable_on_failure
 
 # Test hook: seconds to sleep after each kept batch (makes kill -9 tests deterministic).
 DELAY_ENV = "PTUNE_PREDICT_BATCH_DELAY"
@@ -63,14 +63,8 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
     if on_total:
         on_total(sum(todo))
     t0 = time.perf_counter()
-    try:
+    with resumable_on_failure(partial):
         fields = router.predict(items, todo, keep_batches(partial, DELAY_ENV), on_progress)
-    except BaseException:
-        if partial is not None:
-            partial.close()
-            if partial.done == 0:
-                partial.discard()  # nothing to resume from: leave no stray file
-        raise
     fields.update(done)
     write_records(cfg.output, ({**rec, **fields[i]} for i, (_, rec) in enumerate(numbered)))
     if partial is not None:

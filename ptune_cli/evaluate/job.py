@@ -128,16 +128,24 @@ class EvalJob:
     dtype: str = "float32"
 
 
+def load_model(cfg, name: str | None):
+    """``(model, tokenizer)`` on ``--device`` in ``--precision``."""
+    from ptune_cli.models import load_causal_lm, resolve_device, torch_dtype
+
+    device = resolve_device(cfg.device)
+    return load_causal_lm(name, dtype=torch_dtype(cfg.precision, device), device=device)
+
+
 def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
               loaded: tuple | None = None) -> EvalJob:
     """Load the model on ``--device`` in ``--precision`` and encode every record; ``loaded``:
     ``(model, tokenizer)`` already loaded that way (predict and serve load once for every task)."""
-    from ptune_cli.models import load_causal_lm, resolve_device, torch_dtype
+    from ptune_cli.models import resolve_device, torch_dtype
     from ptune_cli.ptuning.template import encode_example
 
     device = resolve_device(cfg.device)
     dtype = torch_dtype(cfg.precision, device)
-    model, tok = loaded if loaded is not None else load_causal_lm(task.model, dtype=dtype, device=device)
+    model, tok = loaded if loaded is not None else load_model(cfg, task.model)
     check_prompt_fits(model, task.prompt, cfg.run)
     max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
     limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)

@@ -46,14 +46,6 @@ class RecordProblem(Exception):
         self.message = message
 
 
-def load_model(cfg, name: str | None):
-    """``(model, tokenizer)`` on ``--device`` in ``--precision`` (the rule build_job uses)."""
-    from ptune_cli.models import load_causal_lm, resolve_device, torch_dtype
-
-    device = resolve_device(cfg.device)
-    return load_causal_lm(name, dtype=torch_dtype(cfg.precision, device), device=device)
-
-
 def training_answers(task) -> list[str]:
     """The task's answers in the training file it was trained on (``hyperparameters.train``), if
     still there: what predict and serve know of the answers (eval knows the gold ones). A task
@@ -100,7 +92,7 @@ class Router:
     """The table's tasks on one loaded model; :meth:`predict` answers records of any of them."""
 
     def __init__(self, cfg, table, loaded=None):
-        from ptune_cli.evaluate.job import build_job, load_task
+        from ptune_cli.evaluate.job import build_job, load_model, load_task
 
         self.cfg, self.table = cfg, table
         self.tasks: dict[str, RoutedTask] = {}

@@ -37,6 +37,7 @@ from ptune_cli.resumable import (
     keep_batches,
     partial_path,
     records_digest,
+    resumable_on_failure,
 )
 from ptune_cli.tracking import check_available
 
@@ -130,14 +131,8 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     if on_total:
         on_total(n_new)
     t0 = time.perf_counter()
-    try:
+    with resumable_on_failure(partial):
         fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
-    except BaseException:
-        if partial is not None:
-            partial.close()
-            if partial.done == 0:
-                partial.discard()  # nothing to resume from: leave no stray file
-        raise
     seconds = time.perf_counter() - t0
     pred_recs = [{**rec, **(done[i] if i in done else fields[i])} for i, rec in enumerate(records)]
     meta = _model_meta(cfg, task, job, metric, resumed=len(done))
