@@ -51,7 +51,7 @@ def _one_at_a_time(model, tok, encs, prompt, max_new, stops, one_line):
     """The peer: model.generate per record (no batching), same embeddings and stops."""
     import torch
 
-    from ptune_cli.evaluate.predict import cut_at_stop, decode_prediction
+    from ptune_cli.inference.decode import cut_at_stop, decode_prediction
     from ptune_cli.ptuning.model import inject_prompts
 
     out = []
@@ -67,7 +67,7 @@ def _one_at_a_time(model, tok, encs, prompt, max_new, stops, one_line):
 
 def _workload(model, tok, tpl, records, prompt, one_line, batch_size, rank):
     """Run the peer, ptune generate (and rank) batch by batch; -> {method: (preds, wall, cpu)}."""
-    from ptune_cli.evaluate.predict import generate_texts, rank_labels, stop_token_ids
+    from ptune_cli.inference.decode import generate_texts, rank_labels, stop_token_ids
     from ptune_cli.ptuning.template import encode_example
 
     encs = [encode_example(tpl, r, tok, include_answer=False) for r in records]
@@ -171,7 +171,7 @@ def _gemma_rank(args, rng, tpl) -> None:
     import torch
 
     from ptune_cli.errors import UserError
-    from ptune_cli.evaluate import predict
+    from ptune_cli.inference import decode as predict
     from ptune_cli.io import read_records
     from ptune_cli.models import load_causal_lm
     from ptune_cli.ptuning.model import head_logits

@@ -17,7 +17,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ptune_cli.evaluate import predict
+from ptune_cli.inference import decode as predict
 from ptune_cli.ptuning.encoders import build_encoder
 from ptune_cli.ptuning.model import answer_loss, check_gathered_head, inject_prompts
 from ptune_cli.ptuning.template import TaskTemplate, encode_example

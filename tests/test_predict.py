@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ptune_cli.errors import UserError
-from ptune_cli.evaluate import predict
-from ptune_cli.evaluate.baseline import build_baseline, draw_shots, plain_text, shots_for
+from ptune_cli.inference import decode as predict
+from ptune_cli.inference.baseline import build_baseline, draw_shots, plain_text, shots_for
 from ptune_cli.ptuning.model import inject_prompts
 from ptune_cli.ptuning.template import TaskTemplate, encode_example
 

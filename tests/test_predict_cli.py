@@ -43,7 +43,9 @@ def test_predictions_equal_evals(env, tmp_path, decode):
     assert len({w["prediction"] for w in want}) > 1  # not a constant
     assert [{k: v for k, v in g.items() if k not in ("prediction", "scores")} for g in got] == sentiment(labeled=False)
     if decode == "rank":
-        assert [g["scores"] for g in got] == [w["scores"] for w in want]
+        # batch 3 vs batch 4: rounded scores agree to a tolerance, not digit for digit
+        for g, w in zip(got, want, strict=True):
+            assert g["scores"] == pytest.approx(w["scores"], abs=2e-3)
 
 
 def test_several_tasks_in_one_file_keep_input_order(env, tmp_path, monkeypatch):
@@ -84,7 +86,7 @@ def test_stdin_to_stdout_and_default_task(env, tmp_path):
     ([{"question": "a"}], "new.jsonl:1: field 'taskname': missing: the prompt table has several tasks"),
 ])
 def test_bad_records_fail_before_the_model(env, tmp_path, monkeypatch, records, message):
-    import ptune_cli.evaluate.job as job
+    import ptune_cli.inference.job as job
 
     monkeypatch.setattr(job, "load_model", lambda *a: pytest.fail("a model was loaded"))
     out = tmp_path / "o.jsonl"
@@ -102,7 +104,7 @@ def test_option_problems(env, tmp_path):
 
 
 def test_predict_resumes_after_kill_9(env, tmp_path):
-    from ptune_cli.evaluate.apply import DELAY_ENV
+    from ptune_cli.inference.predict import DELAY_ENV
     from tests.killing import kill_after_lines
 
     data = write_jsonl(tmp_path / "mixed.jsonl", mixed())
@@ -126,9 +128,9 @@ def test_decoding_options_are_declared_once():
     """eval, predict and serve share DecodeOptions' fields (the same declarations, not copies)."""
     import dataclasses
 
-    from ptune_cli.evaluate.apply import PredictConfig
     from ptune_cli.evaluate.config import EvalConfig
-    from ptune_cli.evaluate.decode_options import DecodeOptions
+    from ptune_cli.inference.options import DecodeOptions
+    from ptune_cli.inference.predict import PredictConfig
     from ptune_cli.serve.config import ServeConfig
 
     shared = {f.name: f for f in dataclasses.fields(DecodeOptions)}

@@ -191,7 +191,7 @@ def test_eval_keeps_prefix_records_inside_the_sliding_window(tmp_path):
     """With a prefix, ptune eval's encoding limit keeps BOS + prefix + prompt + new tokens inside
     the sliding window (W − 1 cache entries), so the prefix never drops out; input prompts keep
     the model's context limit."""
-    from ptune_cli.evaluate.job import _prefix_window_limit
+    from ptune_cli.inference.job import _prefix_window_limit
     from ptune_cli.models import load_causal_lm
     from ptune_cli.ptuning.prefix import Prefix, kv_layout
     from tests.tiny_models import WINDOW, build_tiny_causal_lm

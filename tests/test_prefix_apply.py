@@ -52,7 +52,7 @@ def test_eval_predict_and_serve_agree_on_a_prefix_task(env, tmp_path):
 
 
 def test_prompt_embeds_refuses_a_prefix_task(env):
-    from ptune_cli.serve.embeds import prompt_embeds
+    from ptune_cli.inference.embeds import prompt_embeds
     from tests.predict_run import ASK
 
     table = load_prompt_table(env["run"])

@@ -36,7 +36,7 @@ def mixed() -> list[dict]:
 
 
 def cli_predictions(env, tmp_path, records) -> list[str]:
-    from ptune_cli.evaluate.apply import PredictConfig, run_predict
+    from ptune_cli.inference.predict import PredictConfig, run_predict
     from tests.predict_run import read_jsonl
 
     out = tmp_path / "cli.jsonl"
@@ -239,10 +239,10 @@ def test_prompt_embeds_for_an_embeddings_engine_give_predicts_answers(env, tmp_p
     (model.generate, no ptune code) gives ptune predict's prediction."""
     import torch
 
-    from ptune_cli.evaluate.predict import decode_prediction
+    from ptune_cli.inference.decode import decode_prediction
+    from ptune_cli.inference.embeds import prompt_embeds
     from ptune_cli.models import load_causal_lm
     from ptune_cli.ptuning.table import load_prompt_table
-    from ptune_cli.serve.embeds import prompt_embeds
 
     table = load_prompt_table(env["run"])
     model, tok = load_causal_lm(env["model"])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ptune_cli.cli._app import app, example, progress, stderr_console
-from ptune_cli.evaluate.apply import PredictConfig
+from ptune_cli.inference.predict import PredictConfig
 from ptune_cli.options import typer_command
 
 
 def _predict(cfg) -> None:
-    from ptune_cli.evaluate.apply import run_predict
+    from ptune_cli.inference.predict import run_predict
 
     with progress(transient=True) as bar:
         job = bar.add_task("predict", total=None)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ptune_cli.evaluate.decode_options import DecodeOptions
+from ptune_cli.inference.options import DecodeOptions
 from ptune_cli.options import option
 
 _PRED = "Prediction"
@@ -84,7 +84,7 @@ class EvalConfig(DecodeOptions):
 
     def _baseline_problems(self) -> list[str]:
         from ptune_cli.errors import UserError
-        from ptune_cli.evaluate.baseline import shots_for
+        from ptune_cli.inference.baseline import shots_for
 
         p = []
         try:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.config import EvalConfig
-from ptune_cli.evaluate.job import Task, TestData, build_job, decode, load_task, task_template
 from ptune_cli.evaluate.meta import ResultsMeta, split_meta
 from ptune_cli.evaluate.metrics import is_qa, resolve_metric, score
+from ptune_cli.inference.job import Task, TestData, build_job, decode, load_task, task_template
 from ptune_cli.io import (
     STDIO,
     check_fields,

@@ -2,7 +2,7 @@
 
 * ``POST /v1/predict`` — one record (a JSON object) or a list → one prediction or a list, in
   order. Records are checked here (task known, input fields strings, count, body size) and
-  decoded by the :class:`~.batcher.Batcher` worker with eval's code (:mod:`..evaluate.routing`).
+  decoded by the :class:`~.batcher.Batcher` worker with eval's code (:mod:`..inference.router`).
 * ``GET /v1/tasks`` — the table's tasks with their template fields; ``POST /v1/reload`` —
   re-read the run's prompt table (also on SIGHUP); ``GET /health`` — no token needed.
 
@@ -24,7 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptune_cli.errors import UserError
-from ptune_cli.evaluate.routing import RecordProblem
+from ptune_cli.inference.router import RecordProblem
 from ptune_cli.serve.state import ServeState
 
 _BRANCHES = ("Record", "list[Record]")

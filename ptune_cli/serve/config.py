@@ -8,7 +8,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from ptune_cli.evaluate.decode_options import DecodeOptions
+from ptune_cli.inference.options import DecodeOptions
 from ptune_cli.options import option
 
 _HTTP = "Server"

@@ -4,7 +4,7 @@ batcher. The table can be swapped (:meth:`ServeState.reload`) while the model st
 from __future__ import annotations
 
 from ptune_cli.errors import UserError
-from ptune_cli.evaluate.routing import RecordProblem, Router
+from ptune_cli.inference.router import RecordProblem, Router
 from ptune_cli.serve.batcher import Batcher
 from ptune_cli.serve.config import ServeConfig
 

@@ -2,9 +2,9 @@
 and ``ptune serve``).
 
 :class:`Router` holds what is fixed for a prompt table: the base model (loaded once), each
-task's :class:`~ptune_cli.evaluate.job.Task` and its resolved decoding settings. Its
-:meth:`Router.predict` groups records by task and runs :func:`~ptune_cli.evaluate.job.build_job`
-(with the loaded model) and :func:`~ptune_cli.evaluate.job.decode` — the code ``ptune eval``
+task's :class:`~ptune_cli.inference.job.Task` and its resolved decoding settings. Its
+:meth:`Router.predict` groups records by task and runs :func:`~ptune_cli.inference.job.build_job`
+(with the loaded model) and :func:`~ptune_cli.inference.job.decode` — the code ``ptune eval``
 predicts with, so the same record gets the same prediction from eval, predict and serve.
 
 A record's task is its ``taskname``, else ``--task``, else the table's only task. Records need
@@ -27,7 +27,7 @@ from ptune_cli.errors import UserError
 class RoutedTask:
     """A task of the table with the settings its jobs are built with."""
 
-    task: Any  # evaluate.job.Task
+    task: Any  # inference.job.Task
     cfg: Any  # the command's config with max_new_tokens / labels resolved for this task
     one_line: bool
 
@@ -53,7 +53,7 @@ def training_answers(task) -> list[str]:
     import json
     from pathlib import Path
 
-    from ptune_cli.evaluate.job import candidates
+    from ptune_cli.inference.job import candidates
     from ptune_cli.ptuning.table import PROMPT_META_FILE
 
     entry = (task.run_meta.get("tasks") or {}).get(task.template.taskname) or {}
@@ -92,7 +92,7 @@ class Router:
     """The table's tasks on one loaded model; :meth:`predict` answers records of any of them."""
 
     def __init__(self, cfg, table, loaded=None):
-        from ptune_cli.evaluate.job import build_job, load_model, load_task
+        from ptune_cli.inference.job import build_job, load_model, load_task
 
         self.cfg, self.table = cfg, table
         self.tasks: dict[str, RoutedTask] = {}
@@ -128,7 +128,7 @@ class Router:
         """``{index: {"prediction": …}}`` for ``items`` = ``[(taskname, record)]`` (checked by
         :meth:`check`) with ``todo[index]``; one job per task, decoded with eval's code.
         A record too long for the model gets ``{"prediction": "", "skipped": True}``."""
-        from ptune_cli.evaluate.job import build_job, decode
+        from ptune_cli.inference.job import build_job, decode
 
         todo = todo if todo is not None else [True] * len(items)
         out: dict[int, dict] = {}

@@ -2,7 +2,7 @@
 
 Each command's config inherits :class:`DecodeOptions`, so the three commands share one flag,
 help text, default and check per option, and their predictions come from the same
-:mod:`ptune_cli.evaluate.job` code. The "known answers" that fill the defaults are the gold
+:mod:`ptune_cli.inference.job` code. The "known answers" that fill the defaults are the gold
 answers of the test data for eval, and the run's training answers for predict and serve.
 
 Kept free of heavy imports: ``ptune --help`` imports it.

@@ -2,7 +2,7 @@
 then the typed :class:`EvalJob` (model, encoded records, decoding settings) and its decoding.
 
 ``load_task`` runs before any model is loaded, so bad options and data fail in a second;
-``build_job`` loads the model and encodes; ``decode`` runs :mod:`.predict` on the records
+``build_job`` loads the model and encodes; ``decode`` runs :mod:`.decode` on the records
 still to do and hands every finished batch to ``on_batch`` (the resumable partial file).
 """
 
@@ -84,7 +84,7 @@ def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
     """The run's prompts for ``tpl``, or the baseline built from it (shots drawn here)."""
     if table is not None:
         return Task(tpl, table.prompt(tpl.taskname), cfg.model or table.meta.get("base_model"), table.meta)
-    from ptune_cli.evaluate.baseline import build_baseline, draw_shots, shots_for
+    from ptune_cli.inference.baseline import build_baseline, draw_shots, shots_for
 
     k = shots_for(cfg.baseline, cfg.shots)
     shots = draw_shots(cfg.train, tpl, k, cfg.seed) if k else []
@@ -166,7 +166,7 @@ OnBatch = Callable[[list[tuple[int, dict]]], None]
 def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch | None = None) -> dict[int, dict]:
     """``{index: {"prediction": …}}`` (+ ``"scores"`` with rank decoding) for the records with
     ``todo[i]``; the others (done in an earlier run) are not decoded."""
-    from ptune_cli.evaluate.predict import generate_texts, rank_labels
+    from ptune_cli.inference.decode import generate_texts, rank_labels
 
     encs = [e if want else None for e, want in zip(job.encodings, todo, strict=True)]
 

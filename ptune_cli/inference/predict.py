@@ -1,7 +1,7 @@
 """``ptune predict``: a run's prompts applied to new records (no gold labels), in input order.
 
 Check options and outputs → read the records once (stdin works) → route each to its task
-(:mod:`.routing`: the model is loaded once for every task of the table) → decode with eval's
+(:mod:`.router`: the model is loaded once for every task of the table) → decode with eval's
 code, each finished batch kept in ``OUTPUT.partial`` (:class:`~ptune_cli.resumable.ResumableJSONL`)
 so that a killed run resumes → write every input record plus ``prediction`` in input order.
 """
@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ptune_cli.evaluate.decode_options import PANEL, DecodeOptions
+from ptune_cli.inference.options import PANEL, DecodeOptions
 from ptune_cli.options import option
 from ptune_cli.resumable import keep_batches, resumable_on_failure
 
@@ -43,7 +43,7 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
     """Predict every record of ``cfg.data``; returns ``{"records", "resumed", "skipped",
     "tasks", "seconds"}``. Records of an unknown task or without their input fields fail
     before the model is loaded (``file:line: field …``)."""
-    from ptune_cli.evaluate.routing import Router
+    from ptune_cli.inference.router import Router
     from ptune_cli.io import check_outputs, iter_records, write_records
     from ptune_cli.options import validate
     from ptune_cli.ptuning.table import load_prompt_table
@@ -76,7 +76,7 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
 def _route_names(table, cfg: PredictConfig, numbered: list[tuple[int, dict]]) -> list[str]:
     """Each record's task, checked without the model (a light router over the table)."""
     from ptune_cli.errors import UserError
-    from ptune_cli.evaluate.routing import RecordProblem, check_record
+    from ptune_cli.inference.router import RecordProblem, check_record
     from ptune_cli.io import display_name
 
     templates = {n: table.template(n) for n in table.tasknames}
