@@ -148,3 +148,58 @@ def test_eval_predictions_file_and_report_over_folds(tmp_path):
     r = runner.invoke(app, ["report", *files, "-o", str(tmp_path / "s.json"), "--plot", str(png)])
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- issue 19: SQuAD read strictly; misplaced answers counted, --strict refuses; ids unique
+
+
+def _prepare_cli(tmp_path, doc, *args, text: str | None = None):
+    src = tmp_path / "train.json"
+    src.write_text(text if text is not None else json.dumps(doc), encoding="utf-8")
+    out = tmp_path / "qa.jsonl"
+    return runner.invoke(app, ["prepare", str(src), "-o", str(out), *args]), out
+
+
+def test_a_squad_file_whose_first_key_is_title_is_squad(tmp_path):
+    doc = {"title": "my set", "version": "1.1", **_squad()}
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 0, r.output
+    assert _lines(out)[0]["taskname"] == "squad"
+
+
+def test_answers_not_at_answer_start_are_counted_and_strict_refuses(tmp_path):
+    doc = _squad()
+    qas = doc["data"][0]["paragraphs"][0]["qas"]
+    qas[0]["answers"] = [{"text": "answer 0", "answer_start": 5}]  # in the context, wrong start
+    qas[1]["answers"] = [{"text": "nowhere", "answer_start": 0}]  # not in the context
+    qas[2]["answers"] = [{"text": "answer 0", "answer_start": 0}]  # fine
+    for para in [p for a in doc["data"] for p in a["paragraphs"]][1:]:
+        for qa in para["qas"]:
+            qa["answers"] = qa["answers"][:1]  # "the answer j" is not in its context either
+    res = run_prepare(PrepareConfig(inputs=[_write(tmp_path, doc)], output=str(tmp_path / "qa.jsonl")))
+    assert res.records == 12
+    assert res.noted == {"answer_start does not point at the answer": 1, "answer not in its context": 1}
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 0 and "kept, answer not in its context (--strict refuses)" in r.output, r.output
+    out.unlink()
+    r, out = _prepare_cli(tmp_path, doc, "--strict")
+    assert r.exit_code == 1 and "data[0].paragraphs[0].qas[0].answers[0]: answer_start does not point" in r.output
+    assert not out.exists()
+
+
+def _write(tmp_path, doc):
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(doc), encoding="utf-8")
+    return src
+
+
+def test_duplicate_question_ids_and_keys_are_refused(tmp_path):
+    doc = _squad()
+    doc["data"][1]["paragraphs"][0]["qas"][0]["id"] = "q00"
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 1 and "data[1].paragraphs[0].qas[0].id: question id 'q00' given twice" in r.output
+    text = json.dumps(_squad()).replace('"id": "q00",', '"id": "q00", "id": "other",', 1)
+    r, out = _prepare_cli(tmp_path, None, text=text)
+    assert r.exit_code == 1, r.output
+    assert "train.json: data[0].paragraphs[0].qas[0]: duplicate key 'id'" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
