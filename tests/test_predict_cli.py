@@ -161,3 +161,15 @@ def test_metadata_that_is_not_an_object_is_one_line_in_every_command(env, tmp_pa
     assert r.exit_code == 1, r.output
     assert r.output.strip() == f"error: {run}/prompt_table.json: expected a JSON object, got list (the metadata `ptune train` writes)"
     assert not any(p.name in ("p.jsonl", "r.json", "new") for p in tmp_path.iterdir())
+
+
+def test_fields_of_an_earlier_prediction_are_not_carried_over(env, tmp_path):
+    """A predictions file fed back in: its stale 'skipped' and 'scores' were kept next to the
+    new prediction."""
+    stale = [{**r, "prediction": "old", "skipped": True, "scores": {"x": -1.0}} for r in sentiment(labeled=False)[:3]]
+    out = tmp_path / "p.jsonl"
+    r = predict("--run", env["run"], "--data", write_jsonl(tmp_path / "old.jsonl", stale), "-o", out)
+    assert r.exit_code == 0, r.output
+    got = read_jsonl(out)
+    assert [set(g) for g in got] == [{"taskname", "sentence", "prediction"}] * 3
+    assert [g["sentence"] for g in got] == [s["sentence"] for s in stale]

@@ -230,10 +230,21 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", "\\n")
 
 
+def result_notes(results: dict) -> list[str]:
+    """What the headline numbers alone hide: predictions outside the label set (accuracy) and
+    the scorer's warnings (intent-slot on data without intents)."""
+    notes = list(results.get("warnings") or [])
+    out_of_set = results.get("out_of_set") or 0
+    if out_of_set:
+        notes.insert(0, f"{out_of_set} of {results['n']} predictions are none of the gold labels (out of set)")
+    return notes
+
+
 def results_markdown(results: dict) -> str:
-    """One results dict as markdown: the headline numbers (in %) and the per-label rows."""
+    """One results dict as markdown: the headline numbers (in %), notes, the per-label rows."""
     head = headline(results)
     lines = [f"**{results['metric']}** on {results['n']} records", ""]
+    lines += [f"_{note}_" for note in result_notes(results)] + ([""] if result_notes(results) else [])
     lines += _table(["metric", "value (%)"], [[key_title(k), pct(v)] for k, v in head.items()])
     rows = results.get("per_label") or []
     if rows:
