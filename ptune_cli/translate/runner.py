@@ -173,6 +173,8 @@ def run_translate(
 
         report["score"] = score_records(final if final is not None else read_partial(Path(output)),
                                         reference, pairs, reference_field, gold=gold)
+        # an empty source is not translated (it stays empty): not scored, and said so
+        report["score"]["empty_sources_left_out"] = sum(not pc.core for p in plans for pc in p.pieces)
     if ctx.world > 1:
         ctx.close()
     return report
