@@ -48,6 +48,13 @@ def test_help_snapshot():
     assert out == SNAPSHOT.read_text(encoding="utf-8")
 
 
+def test_version():
+    from ptune_cli import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"ptune {__version__}\n"
+
+
 def test_help_does_not_import_torch():
     code = "import sys; from ptune_cli.cli import app; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
