@@ -26,6 +26,7 @@ from ptune_cli.io import (
     display_name,
     dumps,
     iter_records,
+    loads_strict,
     output_error,
     output_mode,
     require_text_fields,
@@ -242,8 +243,8 @@ def _check_outdir(outdir: Path) -> None:
         return
     others = [e.name for e in entries if e.name != "manifest.json" and not (e.is_dir() and e.name.startswith("fold_"))]
     try:
-        ours = json.loads((outdir / "manifest.json").read_text(encoding="utf-8")).get("command") == "ptune kfold"
-    except (OSError, ValueError, AttributeError):
+        ours = loads_strict((outdir / "manifest.json").read_text(encoding="utf-8")).get("command") == "ptune kfold"
+    except (OSError, ValueError, AttributeError):  # loads_strict: nesting is a ValueError too
         ours = False
     if others or not ours:
         shown = ", ".join(sorted(others)[:3]) or "no manifest.json"

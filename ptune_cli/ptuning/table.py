@@ -97,7 +97,8 @@ def load_prompt_table(run_dir) -> PromptTable:
         raise UserError(f"{d}: {PROMPT_META_FILE} missing next to {PROMPT_TABLE_FILE} (copy the whole run folder)")
     meta = read_json(meta_file, "prompt table metadata")  # strict: one line for any damage
     for key, value in (("", meta), ("templates", meta.get("templates") if isinstance(meta, dict) else None),
-                       ("tasks", meta.get("tasks", {}) if isinstance(meta, dict) else None)):
+                       ("tasks", meta.get("tasks", {}) if isinstance(meta, dict) else None),
+                       ("hyperparameters", meta.get("hyperparameters", {}) if isinstance(meta, dict) else None)):
         if not isinstance(value, dict):
             got = "null" if value is None else type(value).__name__
             raise UserError(f"{meta_file}: {key + ': ' if key else ''}expected a JSON object, got {got} "
