@@ -107,7 +107,7 @@ typer_command(
     epilog=example(
         "ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl --template templates/sv-sentiment.json -o runs/sent-00",
         "ptune train --train assistant.jsonl --template templates/sv-intent-slot.json --existing runs/sent-00 -o runs/sent+intent",
-        "ptune train --train t.jsonl --template templates/en-sentiment.json --encoder prefix --prefix-projection --lr 1e-2 -o runs/v2",
+        "ptune train --train t.jsonl --template templates/en-sentiment.json --encoder prefix --prefix-projection --lr 3e-4 -o runs/v2",
         "accelerate launch -m ptune_cli train --train t.jsonl --template templates/en-sentiment.json --model HuggingFaceTB/SmolLM2-135M -o runs/x",
     ),
 )
