@@ -72,8 +72,8 @@ class PrepareConfig:
     output: str = option(STDIO, short="-o", help="Output JSONL, or - for stdout.")
     source: Literal["auto", "nlu-eval", "phrasebank", "fiqa", "squad"] = option(
         "auto", help="nlu-eval (annotated CSV), phrasebank (sentence@label .txt), fiqa (task-1 JSON), "
-        "squad (SQuAD v1.1/v2.0 JSON), or auto by suffix (.csv/.txt/.json; a .json opening with "
-        "\"data\" or \"version\" is squad).")
+        "squad (SQuAD v1.1/v2.0 JSON), or auto by suffix (.csv/.txt/.json; a .json whose top level has a "
+        "\"data\" list is squad).")
     taskname: str | None = option(
         None, help="taskname field (default: intent_and_slot for nlu-eval, sentiment-task otherwise).")
     encoding: str = option(
