@@ -232,3 +232,33 @@ def shared_data_or_none():
     from tests.conftest import SHARED_DATA
 
     return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+
+@pytest.mark.parametrize("sample", ["assistant", "assistant/dev"])
+def test_intent_slot_sample_is_parallel_complete_and_our_own(shared_data_or_none, sample):
+    """64 intents, the same count each; EN/SV line-aligned (intent, slot types); values copied
+    from their own utterance; no utterance of the real data set, none shared with dev/."""
+    from ptune_cli.labels import parse_intent_slot
+
+    def load(lang, where=sample):
+        return [json.loads(x) for x in (PIPELINES / where / f"intent_slot_{lang}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    en, sv = load("en"), load("sv")
+    assert len(en) == len(sv)
+    intents = Counter()
+    for e, s in zip(en, sv, strict=True):
+        assert e["taskname"] == s["taskname"] == "intent_and_slot"
+        pe, ps = parse_intent_slot(e["label"]), parse_intent_slot(s["label"])
+        ie, se, ss = pe.intent, pe.slots, ps.slots
+        assert ie == ps.intent and sorted(t for t, _ in se) == sorted(t for t, _ in ss), (e, s)
+        for rec, slots in ((e, se), (s, ss)):
+            assert all(v in rec["utterance"].lower() for _, v in slots), rec
+        intents[ie] += 1
+    assert len(intents) == 64 and len(set(intents.values())) == 1
+    if sample == "assistant":
+        for lang in ("en", "sv"):
+            assert not {r["utterance"] for r in load(lang)} & {r["utterance"] for r in load(lang, "assistant/dev")}
+    if shared_data_or_none is not None:
+        theirs = {json.loads(x)["utterance"] for x in
+                  (shared_data_or_none / "assistant" / "assistant_all.jsonl").read_text(encoding="utf-8").splitlines()}
+        assert not theirs & {r["utterance"] for r in en}
