@@ -242,3 +242,33 @@ def test_make_setup_says_what_it_is_doing(tmp_path):
     assert r.returncode == 0, r.stderr
     steps = [line for line in r.stdout.splitlines() if line.startswith("echo \"setup")]
     assert [s.split(":")[0] for s in steps] == [f'echo "setup {k}/5' for k in range(1, 6)] + ['echo "setup']
+
+
+@pytest.mark.parametrize("sample", ["assistant", "assistant/dev"])
+def test_intent_slot_sample_is_parallel_complete_and_our_own(shared_data_or_none, sample):
+    """64 intents, the same count each; EN/SV line-aligned (intent, slot types); values copied
+    from their own utterance; no utterance of the real data set, none shared with dev/."""
+    from ptune_cli.labels import parse_intent_slot
+
+    def load(lang, where=sample):
+        return [json.loads(x) for x in (PIPELINES / where / f"intent_slot_{lang}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    en, sv = load("en"), load("sv")
+    assert len(en) == len(sv)
+    intents = Counter()
+    for e, s in zip(en, sv, strict=True):
+        assert e["taskname"] == s["taskname"] == "intent_and_slot"
+        pe, ps = parse_intent_slot(e["label"]), parse_intent_slot(s["label"])
+        ie, se, ss = pe.intent, pe.slots, ps.slots
+        assert ie == ps.intent and sorted(t for t, _ in se) == sorted(t for t, _ in ss), (e, s)
+        for rec, slots in ((e, se), (s, ss)):
+            assert all(v in rec["utterance"].lower() for _, v in slots), rec
+        intents[ie] += 1
+    assert len(intents) == 64 and len(set(intents.values())) == 1
+    if sample == "assistant":
+        for lang in ("en", "sv"):
+            assert not {r["utterance"] for r in load(lang)} & {r["utterance"] for r in load(lang, "assistant/dev")}
+    if shared_data_or_none is not None:
+        theirs = {json.loads(x)["utterance"] for x in
+                  (shared_data_or_none / "assistant" / "assistant_all.jsonl").read_text(encoding="utf-8").splitlines()}
+        assert not theirs & {r["utterance"] for r in en}
