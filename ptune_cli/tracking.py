@@ -149,7 +149,10 @@ class TrainTracking:
         id_file = run / WANDB_ID_FILE
         run_id = id_file.read_text(encoding="utf-8").strip() if self.cfg.resume and id_file.is_file() else None
         tracker = open_tracker("wandb", "train", run, config, run_id)
-        id_file.write_text(tracker.run.id + "\n", encoding="utf-8")
+        from ptune_cli.io import writing
+
+        with writing(id_file):
+            id_file.write_text(tracker.run.id + "\n", encoding="utf-8")
         if run_id and started.resumed_from:
             _replay_steps(tracker, run, started.resumed_from)
         return tracker

@@ -109,3 +109,40 @@ def test_step_log_torn_last_line_is_cut(tmp_path):
     StepLog(TrainConfig(train="t.jsonl", template="x.json", output=str(tmp_path)), resumed_step=2)
     assert [r["step"] for r in recover_jsonl(log)] == [1, 2]
     assert log.read_text().endswith("\n")
+
+
+def test_translation_cache_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
+    """sqlite says "database or disk is full" with its own exception type, not OSError."""
+    import sqlite3
+
+    from ptune_cli.translate.cache import TranslationCache
+    from ptune_cli.translate.quality import Translation
+
+    cache = TranslationCache(tmp_path / "c.sqlite", "ns")
+
+    class Full:
+        def executemany(self, *a):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(cache, "db", Full())
+    with pytest.raises(UserError, match=r"--cache .*c.sqlite: cannot write \(database or disk is full\)"):
+        cache.put_many([("a", Translation("b", ()))])
+
+
+def test_resumable_finish_gives_the_output_open_s_permissions(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        for existing, want in ((None, 0o644), (0o640, 0o640)):
+            target = tmp_path / f"out{want:o}.jsonl"
+            if existing is not None:
+                target.write_text("old\n")
+                target.chmod(existing)
+            part = ResumableJSONL(tmp_path / f"p{want:o}.partial", "fp")
+            part.open()
+            part.append([{"i": 0}])
+            part.finish(target)
+            assert stat.S_IMODE(target.stat().st_mode) == want
+    finally:
+        os.umask(old)
