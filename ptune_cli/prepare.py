@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import re
 from collections import Counter
@@ -33,10 +32,18 @@ from pathlib import Path
 from typing import Literal
 
 from ptune_cli.errors import UserError, at
-from ptune_cli.io import STDIO, check_encoding, read_text, write_records
+from ptune_cli.io import (
+    STDIO,
+    check_distinct_inputs,
+    check_encoding,
+    check_outputs,
+    read_json,
+    read_text,
+    write_records,
+)
 from ptune_cli.labels import format_intent_slot, parse_intent_slot
 from ptune_cli.options import option, validate
-from ptune_cli.squad import NO_ANSWER, LeftOut, count_key, looks_like_squad, squad_rows
+from ptune_cli.squad import NO_ANSWER, LeftOut, Noted, count_key, is_squad, squad_rows
 
 DEFAULT_TASKNAMES = {"nlu-eval": "intent_and_slot", "phrasebank": "sentiment-task", "fiqa": "sentiment-task",
                      "squad": "squad"}
@@ -65,8 +72,8 @@ class PrepareConfig:
     output: str = option(STDIO, short="-o", help="Output JSONL, or - for stdout.")
     source: Literal["auto", "nlu-eval", "phrasebank", "fiqa", "squad"] = option(
         "auto", help="nlu-eval (annotated CSV), phrasebank (sentence@label .txt), fiqa (task-1 JSON), "
-        "squad (SQuAD v1.1/v2.0 JSON), or auto by suffix (.csv/.txt/.json; a .json opening with "
-        "\"data\" or \"version\" is squad).")
+        "squad (SQuAD v1.1/v2.0 JSON), or auto by suffix (.csv/.txt/.json; a .json whose top level has a "
+        "\"data\" list is squad).")
     taskname: str | None = option(
         None, help="taskname field (default: intent_and_slot for nlu-eval, sentiment-task otherwise).")
     encoding: str = option(
@@ -83,6 +90,8 @@ class PrepareConfig:
     unanswerable: Literal["keep", "skip"] = option(
         "keep", help="squad v2.0 questions marked is_impossible: keep (answer --no-answer) or skip (counted).")
     no_answer: str = option(NO_ANSWER, help="squad: the answer of an unanswerable question.")
+    strict: bool = option(False, flag="--strict", help="squad: refuse a gold answer that is not at its answer_start "
+                          "in the context (default: keep it and count it).")
 
     def problems(self) -> list[str]:
         """Checks beyond the types (:func:`ptune_cli.options.validate` lists them all)."""
@@ -110,10 +119,12 @@ class PrepareConfig:
         return problems
 
     def source_of(self, path: Path) -> str:
+        """The reader of ``path``: --source, else by suffix (``json``: squad or fiqa, decided by
+        the file's structure once it is read)."""
         if self.source != "auto":
             return self.source
         source = _SUFFIX_SOURCE[Path(path).suffix.lower()]
-        return "squad" if source == "fiqa" and looks_like_squad(Path(path)) else source
+        return "json" if source == "fiqa" else source
 
 
 @dataclass
@@ -125,6 +136,7 @@ class PrepareResult:
     per_input: dict[str, int] = field(default_factory=dict)
     skipped: list[BadRow] = field(default_factory=list)
     left_out: Counter = field(default_factory=Counter)  # left out on purpose (squad --unanswerable skip)
+    noted: Counter = field(default_factory=Counter)  # kept, with a problem worth counting (squad answers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,15 +271,10 @@ def _key_lines(text: str) -> dict[str, int]:
     return lines
 
 
-def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow]:
-    text = read_text(path, "JSON")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
+def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str, data) -> Iterator[dict | BadRow]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object keyed by id (FiQA task-1 format)")
-    lines = _key_lines(text)
+    lines = _key_lines(read_text(path, "JSON"))
     for key, item in data.items():
         where = f"{at(path, lines.get(key))}: id {key!r}"
         if not isinstance(item, dict) or not isinstance(item.get("sentence"), str) or not isinstance(item.get("info"), list):
@@ -277,8 +284,8 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
         for i, info in enumerate(item["info"]):
             target = info.get("target") if isinstance(info, dict) else None
             score = info.get("sentiment_score") if isinstance(info, dict) else None
-            try:
-                value = float(score)
+            try:  # a number, or the number as a string (the original release); never true/false
+                value = math.nan if isinstance(score, bool) else float(score)
             except (TypeError, ValueError):
                 value = math.nan
             if not math.isfinite(value):  # NaN would compare as "positive"
@@ -296,11 +303,22 @@ def _fiqa_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict |
             yield _with_id(rec, cfg, f"{path.stem}:{key}")
 
 
-def _squad_rows(path: Path, cfg: PrepareConfig, taskname: str) -> Iterator[dict | BadRow | LeftOut]:
-    return squad_rows(path, cfg, taskname, BadRow)
+_TEXT_READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows}
 
 
-_READERS = {"nlu-eval": _nlu_eval_rows, "phrasebank": _phrasebank_rows, "fiqa": _fiqa_rows, "squad": _squad_rows}
+def _rows(path: Path, cfg: PrepareConfig, seen_ids: set[str]) -> tuple[str, Iterator]:
+    """``(source, rows)`` of one input; a JSON file is read once, strictly (duplicate keys,
+    NaN, nesting: one line), and is SQuAD or FiQA by its structure."""
+    source = cfg.source_of(path)
+    if source in _TEXT_READERS:
+        return source, _TEXT_READERS[source](path, cfg, cfg.taskname or DEFAULT_TASKNAMES[source])
+    data = read_json(path, "JSON")
+    if source == "json":
+        source = "squad" if is_squad(data) else "fiqa"
+    taskname = cfg.taskname or DEFAULT_TASKNAMES[source]
+    if source == "squad":
+        return source, squad_rows(path, data, cfg, taskname, BadRow, seen_ids)
+    return source, _fiqa_rows(path, cfg, taskname, data)
 
 
 def _count_key(source: str, rec: dict, cfg: PrepareConfig) -> str:
@@ -312,13 +330,17 @@ def _count_key(source: str, rec: dict, cfg: PrepareConfig) -> str:
 
 def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
     """Converted records of every input in order; bad rows raise or go to ``result.skipped``."""
+    seen_ids: set[str] = set()  # SQuAD question ids over every input
     for path in cfg.inputs:
         path = Path(path)
-        source = cfg.source_of(path)
+        source, rows = _rows(path, cfg, seen_ids)
         n = 0
-        for rec in _READERS[source](path, cfg, cfg.taskname or DEFAULT_TASKNAMES[source]):
+        for rec in rows:
             if isinstance(rec, LeftOut):
                 result.left_out[rec.reason] += 1
+                continue
+            if isinstance(rec, Noted):
+                result.noted[rec.reason] += 1
                 continue
             if isinstance(rec, BadRow):
                 if not cfg.skip_bad:
@@ -337,6 +359,9 @@ def iter_prepared(cfg: PrepareConfig, result: PrepareResult) -> Iterator[dict]:
 def run_prepare(cfg: PrepareConfig) -> PrepareResult:
     """Convert ``cfg.inputs`` into one JSONL file at ``cfg.output`` (atomic; ``-`` = stdout)."""
     validate(cfg)
+    inputs = [("INPUT", p) for p in cfg.inputs]
+    check_distinct_inputs(inputs)  # the same file twice would duplicate every record
+    check_outputs({"-o": cfg.output}, inputs)
     result = PrepareResult()
     result.records = write_records(cfg.output, iter_prepared(cfg, result))
     return result

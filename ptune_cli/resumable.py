@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ptune_cli.io import STDIO, dumps
+from ptune_cli.io import STDIO, dumps, output_mode, writing
 
 SUFFIX = ".partial"
 
@@ -77,17 +77,18 @@ class ResumableJSONL:
     def open(self) -> list[dict]:
         """Open for appending; returns the records an earlier run with the same fingerprint
         finished (and cuts off a torn last line), else ``[]`` and starts the file afresh."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        records = self._recover() if self._same_run() else None
-        if records is None:
-            records = []
-            self.path.write_bytes(b"")
-            tmp = self.meta.with_name(self.meta.name + ".tmp")
-            tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "created_by": self.created_by}),
-                           encoding="utf-8")
-            os.replace(tmp, self.meta)
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            records = recover_jsonl(self.path) if self._same_run() else None
+            if records is None:
+                records = []
+                self.path.write_bytes(b"")
+                tmp = self.meta.with_name(self.meta.name + ".tmp")
+                tmp.write_text(json.dumps({"fingerprint": self.fingerprint, "created_by": self.created_by}),
+                               encoding="utf-8")
+                os.replace(tmp, self.meta)
+            self._fh = self.path.open("ab")
         self.done = len(records)
-        self._fh = self.path.open("ab")
         return records
 
     def _same_run(self) -> bool:
@@ -98,44 +99,28 @@ class ResumableJSONL:
         except (OSError, ValueError, AttributeError):
             return False
 
-    def _recover(self) -> list[dict]:
-        """The complete records; the file is cut after the last of them."""
-        records, good = [], 0
-        with self.path.open("rb") as fh:
-            for raw in fh:
-                if not raw.endswith(b"\n"):
-                    break  # torn write
-                try:
-                    rec = json.loads(raw)
-                except ValueError:
-                    break
-                if not isinstance(rec, dict):
-                    break
-                records.append(rec)
-                good += len(raw)
-        with self.path.open("r+b") as fh:
-            fh.truncate(good)
-            os.fsync(fh.fileno())
-        return records
-
     def append(self, records: Iterable[Mapping[str, Any]]) -> None:
         """Write finished records and make them durable before returning."""
         data = [(dumps(r) + "\n").encode("utf-8") for r in records]
-        self._fh.write(b"".join(data))
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        with writing(self.path):  # a full disk: one line; what was fsynced before stays
+            self._fh.write(b"".join(data))
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
         self.done += len(data)
 
     def close(self) -> None:
         if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+            fh, self._fh = self._fh, None
+            with contextlib.suppress(OSError):  # its data was fsynced by append, or is not kept
+                fh.close()
 
     def finish(self, target: str | os.PathLike | None) -> None:
         """Rename onto ``target`` (None: keep the partial, e.g. a shard awaiting its merge)."""
         self.close()
         if target is not None:
-            os.replace(self.path, target)
+            with writing(target):
+                os.chmod(self.path, output_mode(target))  # as open(target, "w") would leave it
+                os.replace(self.path, target)
             self.meta.unlink(missing_ok=True)
 
     def discard(self) -> None:
@@ -144,6 +129,31 @@ class ResumableJSONL:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.meta.unlink(missing_ok=True)
+
+
+def recover_jsonl(path: str | os.PathLike) -> list[dict]:
+    """The complete JSON-object lines of an append-only JSONL file; a torn tail (``kill -9``
+    mid-write: no newline, not JSON, not an object) is cut off the file, fsynced. The one rule
+    for every file a killed run appends to (partial outputs, ``train``'s log.jsonl)."""
+    records, good = [], 0
+    path = Path(path)
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.endswith(b"\n"):
+                break  # torn write
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                break
+            if not isinstance(rec, dict):
+                break
+            records.append(rec)
+            good += len(raw)
+    if good != path.stat().st_size:
+        with writing(path), path.open("r+b") as fh:
+            fh.truncate(good)
+            os.fsync(fh.fileno())
+    return records
 
 
 def read_partial(path: str | os.PathLike) -> list[dict]:

@@ -10,25 +10,24 @@ One record per question::
 question's context in training. v2.0's unanswerable questions (``is_impossible``) get the fixed
 answer :data:`NO_ANSWER` (``--no-answer`` changes it) or are left out with ``--unanswerable
 skip``, and counted either way. A malformed item is a :class:`~ptune_cli.prepare.BadRow` naming
-the file and its JSON path (``data[3].paragraphs[0].qas[2].answers``).
+the file and its JSON path (``data[3].paragraphs[0].qas[2].answers``), and so is a question id
+given twice; a gold answer not found at its ``answer_start`` in the context is kept and
+counted (:class:`Noted`), or refused with ``--strict``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ptune_cli.errors import UserError, at
-from ptune_cli.io import read_text
+from ptune_cli.errors import UserError
 
 NO_ANSWER = "unanswerable"  # the answer a v2.0 impossible question is trained and scored on
 GROUP_FIELD = "paragraph_id"
 ANSWERABLE, UNANSWERABLE = "answerable", "unanswerable"
-# SQuAD files open with {"data": … (v1.1) or {"version": …, "data": … (v2.0); FiQA's are keyed by id
-_SQUAD_HEAD = re.compile(r'\s*\{\s*"(data|version)"\s*:')
+NOT_IN_CONTEXT, BAD_START = "answer not in its context", "answer_start does not point at the answer"
 
 
 @dataclass
@@ -38,23 +37,22 @@ class LeftOut:
     reason: str
 
 
-def looks_like_squad(path: Path) -> bool:
-    """True when a ``.json`` file opens like a SQuAD file (read from its first bytes only)."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(256).decode("utf-8-sig", errors="ignore")
-    except OSError:
-        return False
-    return bool(_SQUAD_HEAD.match(head))
+@dataclass
+class Noted:
+    """A record kept with a problem worth counting (an answer not where ``answer_start`` says);
+    ``ptune prepare`` reports the count, ``--strict`` refuses instead."""
+
+    reason: str
 
 
-def _load(path: Path) -> list:
-    text = read_text(path, "JSON")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{at(path, e.lineno)}: invalid JSON ({e.msg})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+def is_squad(data: Any) -> bool:
+    """SQuAD v1.1/v2.0 JSON (``{"data": [articles…]}``, whatever key comes first); FiQA's files
+    are keyed by id."""
+    return isinstance(data, dict) and isinstance(data.get("data"), list)
+
+
+def _articles(path: Path, data: Any) -> list:
+    if not is_squad(data):
         raise UserError(f"{path}: data: expected {{\"data\": [articles…]}} (SQuAD v1.1/v2.0 JSON)")
     return data["data"]
 
@@ -63,10 +61,14 @@ def _nonempty_str(x) -> bool:
     return isinstance(x, str) and bool(x.strip())
 
 
-def squad_rows(path: Path, cfg, taskname: str, bad_row) -> Iterator[dict | LeftOut]:
-    """Records of one SQuAD file in file order; ``bad_row(where, reason)`` builds the error rows."""
+def squad_rows(path: Path, data: Any, cfg, taskname: str, bad_row,
+               seen_ids: set[str] | None = None) -> Iterator[dict | LeftOut | Noted]:
+    """Records of one SQuAD file (``data``: its JSON, read strictly) in file order;
+    ``bad_row(where, reason)`` builds the error rows; ``seen_ids`` (shared by the run's files)
+    refuses a question id given twice."""
     group_field = cfg.id_field or GROUP_FIELD
-    for i, article in enumerate(_load(path)):
+    seen_ids = set() if seen_ids is None else seen_ids
+    for i, article in enumerate(_articles(path, data)):
         paragraphs = article.get("paragraphs") if isinstance(article, dict) else None
         if not isinstance(paragraphs, list):
             yield bad_row(f"{path}: data[{i}].paragraphs", "expected a list of paragraphs")
@@ -86,7 +88,18 @@ def squad_rows(path: Path, cfg, taskname: str, bad_row) -> Iterator[dict | LeftO
                 if not isinstance(fields, dict):  # a BadRow or LeftOut
                     yield fields
                     continue
+                note = _misplaced(qa, context)
+                if note is not None:
+                    a, reason = note
+                    if cfg.strict:
+                        yield bad_row(f"{path}: {where}.qas[{k}].answers[{a}]", f"{reason} (--strict)")
+                        continue
+                    yield Noted(reason)
                 qid = fields.pop("id") or f"{path.stem}:{i}:{j}:{k}"
+                if qid in seen_ids:
+                    yield bad_row(f"{path}: {where}.qas[{k}].id", f"question id {qid!r} given twice (ids are unique)")
+                    continue
+                seen_ids.add(qid)
                 yield {"taskname": taskname, "id": qid, "context": context, **fields,
                        group_field: f"{path.stem}:{i}:{j}"}
 
@@ -120,6 +133,18 @@ def _question(qa, where: str, path: Path, cfg, bad_row):
         texts = [cfg.no_answer]
     return {"id": None if qid is None else str(qid), "question": qa["question"].strip(),
             "answer": texts[0], "answers": texts}
+
+
+def _misplaced(qa: dict, context: str) -> tuple[int, str] | None:
+    """The first gold answer (index, why) that is not where SQuAD says: its text at
+    ``answer_start`` in the context (the answers are checked by :func:`_question` first)."""
+    for a, answer in enumerate(qa.get("answers") or []):
+        text, start = answer["text"], answer.get("answer_start")
+        if text not in context:
+            return a, NOT_IN_CONTEXT
+        if not isinstance(start, int) or isinstance(start, bool) or context[start:start + len(text)] != text:
+            return a, BAD_START
+    return None
 
 
 def count_key(rec: dict, no_answer: str) -> str:

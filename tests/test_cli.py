@@ -48,6 +48,24 @@ def test_help_snapshot():
     assert out == SNAPSHOT.read_text(encoding="utf-8")
 
 
+def test_version():
+    from ptune_cli import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output == f"ptune {__version__}\n"
+
+
+def test_train_help_projection_example_uses_a_lower_lr():
+    """README: with --prefix-projection, lower the lr (3e-4 was smooth where 3e-3 spiked)."""
+    import re
+
+    from ptune_cli.training.config import TrainConfig
+
+    out = _help("train").replace("\n", " ")
+    (lr,) = re.findall(r"--prefix-projection --lr ([0-9.e-]+)", out)
+    assert float(lr) < TrainConfig.__dataclass_fields__["lr"].default
+
+
 def test_help_does_not_import_torch():
     code = "import sys; from ptune_cli.cli import app; sys.exit('torch' in sys.modules or 'transformers' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0

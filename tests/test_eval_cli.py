@@ -328,3 +328,43 @@ def test_eval_resumes_after_kill_9(env, tmp_path):
     assert invoke(*args[1:-4], "--predictions-out", tmp_path / "fresh.jsonl").exit_code == 0
     assert _read(out) == _read(tmp_path / "fresh.jsonl")
     assert not partial.exists()
+
+
+# ---- issue 19: QA fields named, out-of-set answers shown, intent-slot on the wrong data said --
+
+
+def _pred_file(tmp_path, records):
+    p = tmp_path / "pred.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(p)
+
+
+@pytest.mark.parametrize("records, args, message", [
+    ([{"answer": "a", "answers": "a", "prediction": "a"}], [], "pred.jsonl:1: field 'answers': expected a non-empty list"),
+    ([{"answer": "a", "answers": ["a", 3], "prediction": "a"}], [], "pred.jsonl:1: field 'answers': expected a non-empty"),
+    ([{"answer": "a", "prediction": "a"}, {"prediction": "b"}], ["--metric", "squad"], "pred.jsonl:2: field 'answer': missing"),
+])
+def test_malformed_qa_fields_are_named(tmp_path, records, args, message):
+    r = CliRunner().invoke(app, ["eval", "--predictions", _pred_file(tmp_path, records), *args])
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert "'label'" not in r.output
+
+
+def test_squad_metric_on_records_with_answer_but_no_answers(tmp_path):
+    r = CliRunner().invoke(app, ["eval", "--predictions", _pred_file(tmp_path, [{"answer": "the cat", "prediction": "cat"}]),
+                                 "--metric", "squad"])
+    assert r.exit_code == 0, r.output
+    assert "exact match" in r.output and "100.00" in r.output
+
+
+def test_out_of_set_answers_and_intent_slot_on_sentiment_are_said(tmp_path):
+    recs = [{"label": "positive", "prediction": p} for p in ("positive", "I think it is good", "maybe")]
+    r = CliRunner().invoke(app, ["eval", "--predictions", _pred_file(tmp_path, recs)])
+    assert r.exit_code == 0 and "2 of 3 predictions are none of the gold labels (out of set)" in r.output, r.output
+    r = CliRunner().invoke(app, ["eval", "--predictions", _pred_file(tmp_path, recs), "--markdown"])
+    assert "_2 of 3 predictions are none of the gold labels (out of set)_" in r.output
+    out = tmp_path / "is.json"
+    r = CliRunner().invoke(app, ["eval", "--predictions", _pred_file(tmp_path, recs), "--metric", "intent-slot",
+                                 "-o", str(out)])
+    assert r.exit_code == 0 and "no gold label has an 'Intent:' part" in r.output, r.output
+    assert json.loads(out.read_text())["warnings"][0].startswith("no gold label has an 'Intent:' part")

@@ -103,10 +103,10 @@ def test_unwritable_output_is_a_user_error_not_a_traceback(tmp_path):
     "data, expected",
     [
         (b'{"a": "x"}\n{"a": NaN}\n', "in.jsonl:2: field 'a': NaN is not valid JSON"),
-        (b'{"a": {"b": [1, Infinity]}}\n', "in.jsonl:1: field 'a': Infinity is not valid JSON"),
+        (b'{"a": {"b": [1, Infinity]}}\n', "in.jsonl:1: field 'a.b[1]': Infinity is not valid JSON"),
         (b'{"a": -Infinity}\n', "in.jsonl:1: field 'a': -Infinity is not valid JSON"),
         (b'{"label": "a", "label": "b"}\n', "in.jsonl:1: duplicate key 'label'"),
-        (b'{"a": "x"}\n{"m": {"k": 1, "k": 2}}\n', "in.jsonl:2: duplicate key 'k'"),
+        (b'{"a": "x"}\n{"m": {"k": 1, "k": 2}}\n', "in.jsonl:2: field 'm': duplicate key 'k'"),
     ],
 )
 def test_nan_literals_and_duplicate_keys_are_refused(tmp_path, data, expected):
@@ -170,3 +170,112 @@ def test_utf16_without_bom_is_named_but_binary_nuls_are_not(tmp_path):
     with pytest.raises(UserError) as e:
         read_records(p)
     assert "in.jsonl:2:" in str(e.value) and "UTF-16" not in str(e.value)
+
+
+# ---- issue 19: nesting, lone surrogates, full disks, permissions, outputs ≠ inputs ----------
+
+
+def test_deep_nesting_is_one_line_in_jsonl_and_json_files(tmp_path):
+    from ptune_cli.io import read_json
+
+    deep = "[" * 100_000 + "]" * 100_000
+    p = _write(tmp_path, ('{"a": "x"}\n{"a": ' + deep + "}\n").encode())
+    with pytest.raises(UserError, match=r"in.jsonl:2: nested too deeply"):
+        read_records(p)
+    j = _write(tmp_path, ('{"data": ' + deep + "}").encode(), "squad.json")
+    with pytest.raises(UserError, match=r"squad.json: nested too deeply"):
+        read_json(j)
+
+
+def test_lone_surrogate_names_file_line_and_field(tmp_path):
+    p = _write(tmp_path, b'{"sentence": "ok"}\n{"sentence": "bad \\ud800 text", "label": "x"}\n')
+    with pytest.raises(UserError) as e:
+        read_records(p)
+    assert str(e.value).startswith(f"{p}:2: field 'sentence': lone surrogate \\ud800 at character 5")
+    nested = _write(tmp_path, b'{"answers": ["fine", "\\udfff"]}\n', "qa.jsonl")
+    with pytest.raises(UserError, match=r"qa.jsonl:1: field 'answers\[1\]': lone surrogate"):
+        read_records(nested)
+    # a proper pair is text (an emoji), and so is the escaped backslash
+    ok = _write(tmp_path, b'{"a": "\\ud83d\\ude00", "b": "C:\\\\ud800"}\n', "ok.jsonl")
+    assert read_records(ok) == [{"a": "\U0001F600", "b": "C:\\ud800"}]
+    assert text_field_problem({"s": "a\ud800"}, "s").startswith("field 's': lone surrogate")
+
+
+def test_duplicate_keys_in_a_json_file_name_their_place(tmp_path):
+    from ptune_cli.io import read_json
+
+    p = _write(tmp_path, b'{"data": [{"paragraphs": [{"qas": [], "qas": []}]}]}', "d.json")
+    with pytest.raises(UserError, match=r"^.*d.json: data\[0\].paragraphs\[0\]: duplicate key 'qas'"):
+        read_json(p)
+
+
+@pytest.mark.parametrize("fail", ["write", "fsync", "replace"])
+def test_a_full_disk_is_one_line_and_leaves_the_old_output(tmp_path, monkeypatch, fail):
+    import errno
+    import os
+
+    import ptune_cli.io as pio
+
+    target = tmp_path / "out.jsonl"
+    target.write_text("old\n")
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    if fail == "write":
+        monkeypatch.setattr(pio._Guarded, "write", _failing_write)
+    else:
+        monkeypatch.setattr(os, fail, full)
+    with pytest.raises(UserError) as e:
+        write_records(target, [{"a": 1}] * 10)
+    assert str(e.value) == f"{target}: cannot write (No space left on device); free some space and run the command again"
+    monkeypatch.undo()
+    assert target.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]
+
+
+def _failing_write(self, data):
+    import errno
+
+    from ptune_cli.io import writing
+
+    with writing(self._path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_outputs_get_the_permissions_open_would_give(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        write_json(new, {"a": 1})
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644  # not mkstemp's 0600
+        shared = tmp_path / "shared.jsonl"
+        shared.write_text("x\n")
+        shared.chmod(0o664)
+        write_records(shared, [{"a": 1}])
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o664  # a rewrite keeps the file's mode
+        os.umask(0o077)
+        private = tmp_path / "private.jsonl"
+        write_records(private, [{"a": 1}])
+        assert stat.S_IMODE(private.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
+def test_check_outputs_sees_links_and_folders(tmp_path):
+    import os
+
+    from ptune_cli.io import check_distinct_inputs, check_outputs
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("{}\n")
+    os.link(src, tmp_path / "hard.jsonl")
+    with pytest.raises(UserError, match=r"-o .*hard.jsonl is also INPUT: it would overwrite an input"):
+        check_outputs({"-o": tmp_path / "hard.jsonl"}, {"INPUT": src})
+    with pytest.raises(UserError, match=r"INPUT .*in.jsonl is inside -o"):
+        check_outputs({}, {"INPUT": src}, folders={"-o": tmp_path})
+    with pytest.raises(UserError, match=r"hard.jsonl: given twice \(also as INPUT .*in.jsonl\)"):
+        check_distinct_inputs([("INPUT", src), ("INPUT", tmp_path / "hard.jsonl")])
+    check_outputs({"-o": tmp_path / "sv-sentiment"}, {"--map": "sv-sentiment"})  # a built-in name is no file

@@ -57,8 +57,41 @@ def test_errors_are_one_line(tmp_path):
         load_causal_lm(str(tmp_path / "x.gguf"))
     with pytest.raises(UserError, match="cannot load model"):
         load_causal_lm(str(tmp_path))  # an empty folder
-    with pytest.raises(UserError, match="cannot load model"):
+    with pytest.raises(UserError, match="no such folder here, and as a hub id it is not in the local Hugging Face cache"):
         load_causal_lm("no-such-org/no-such-model-xyz")
+
+
+def test_offline_hub_ids_and_missing_folders_fail_at_once(tmp_path, monkeypatch):
+    """Issue 19: offline, a hub id spent a minute on 12 "Retrying" lines; a missing local path
+    was reported as a bad hub id."""
+    from ptune_cli.models import hub_source
+
+    for path in (str(tmp_path / "nowhere"), "./runs/model", "~/models/x", "a/b/c"):
+        with pytest.raises(UserError, match=r"^--model .*: no such folder$"):
+            hub_source(path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set; give a local model folder"):
+        hub_source("no-such-org/model-a")
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused at once
+    with pytest.raises(UserError, match=r"the hub \(http://127.0.0.1:9\) cannot be reached"):
+        hub_source("no-such-org/model-b")
+
+
+def test_a_cached_hub_model_loads_from_its_snapshot_when_offline(tmp_path, monkeypatch):
+    from ptune_cli.models import hub_source
+
+    snap = tmp_path / "hub" / "models--org--cached" / "snapshots" / "abc"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (tmp_path / "hub" / "models--org--cached" / "refs").mkdir()
+    (tmp_path / "hub" / "models--org--cached" / "refs" / "main").write_text("abc")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert hub_source("org/cached") == str(snap)
 
 
 @pytest.mark.slow

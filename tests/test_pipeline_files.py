@@ -234,6 +234,16 @@ def shared_data_or_none():
     return SHARED_DATA if SHARED_DATA.is_dir() else None
 
 
+@needs_make
+def test_make_setup_says_what_it_is_doing(tmp_path):
+    """Issue 19: a fresh `make setup` was ~1.5 min of quiet pip; each step now prints a line."""
+    r = subprocess.run([MAKE, "-n", "--no-print-directory", f"VENV={tmp_path / 'venv'}", "setup"], cwd=REPO,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    steps = [line for line in r.stdout.splitlines() if line.startswith("echo \"setup")]
+    assert [s.split(":")[0] for s in steps] == [f'echo "setup {k}/5' for k in range(1, 6)] + ['echo "setup']
+
+
 @pytest.mark.parametrize("sample", ["assistant", "assistant/dev"])
 def test_intent_slot_sample_is_parallel_complete_and_our_own(shared_data_or_none, sample):
     """64 intents, the same count each; EN/SV line-aligned (intent, slot types); values copied

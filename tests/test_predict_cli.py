@@ -3,6 +3,8 @@ input order, stdin/stdout, bad records, resume after kill -9."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -138,3 +140,36 @@ def test_decoding_options_are_declared_once():
     for cls in (EvalConfig, PredictConfig, ServeConfig):
         own = {f.name: f for f in dataclasses.fields(cls)}
         assert all(own[n] is f for n, f in shared.items()), cls
+
+
+# ---- issue 19: a prompt_table.json that is valid JSON but not an object ---------------------
+
+
+@pytest.mark.parametrize("command", ["predict", "eval", "train"])
+def test_metadata_that_is_not_an_object_is_one_line_in_every_command(env, tmp_path, command):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)
+    (run / "prompt_table.json").write_text("[1, 2, 3]\n")
+    data = write_jsonl(tmp_path / "d.jsonl", sentiment())
+    args = {"predict": ["predict", "--run", run, "--data", data, "-o", tmp_path / "p.jsonl"],
+            "eval": ["eval", "--run", run, "--data", data, "-o", tmp_path / "r.json"],
+            "train": ["train", "--train", data, "--template", Path(__file__).parents[1] / "templates" / "sv-sentiment.json", "--existing", run,
+                      "-o", tmp_path / "new", "--max-steps", "1"]}[command]
+    r = CliRunner().invoke(app, list(map(str, args)))
+    assert r.exit_code == 1, r.output
+    assert r.output.strip() == f"error: {run}/prompt_table.json: expected a JSON object, got list (the metadata `ptune train` writes)"
+    assert not any(p.name in ("p.jsonl", "r.json", "new") for p in tmp_path.iterdir())
+
+
+def test_fields_of_an_earlier_prediction_are_not_carried_over(env, tmp_path):
+    """A predictions file fed back in: its stale 'skipped' and 'scores' were kept next to the
+    new prediction."""
+    stale = [{**r, "prediction": "old", "skipped": True, "scores": {"x": -1.0}} for r in sentiment(labeled=False)[:3]]
+    out = tmp_path / "p.jsonl"
+    r = predict("--run", env["run"], "--data", write_jsonl(tmp_path / "old.jsonl", stale), "-o", out)
+    assert r.exit_code == 0, r.output
+    got = read_jsonl(out)
+    assert [set(g) for g in got] == [{"taskname", "sentence", "prediction"}] * 3
+    assert [g["sentence"] for g in got] == [s["sentence"] for s in stale]

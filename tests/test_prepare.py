@@ -261,3 +261,52 @@ def test_source_choices_shown_and_checked_with_every_other_problem(tmp_path):
     assert "--source must be one of auto, nlu-eval, phrasebank, fiqa, squad, got 'csv'" in r.output
     assert "--neutral-band must be in [0, 1)" in r.output
     assert not (tmp_path / "o.jsonl").exists()
+
+
+# ---- issue 19: prepare never overwrites or doubles its input; FiQA/SQuAD JSON read strictly
+
+
+def test_output_that_is_an_input_is_refused_and_the_input_kept(tmp_path, monkeypatch):
+    """Defect 2: `ptune prepare x.json -o ./x.json` deleted the SQuAD file."""
+    src = tmp_path / "x.json"
+    src.write_text(json.dumps(FIQA), encoding="utf-8")
+    before = src.read_bytes()
+    monkeypatch.chdir(tmp_path)
+    for out in ("./x.json", str(src)):
+        r = runner.invoke(app, ["prepare", "x.json", "-o", out])
+        assert r.exit_code == 1 and "is also INPUT: it would overwrite an input" in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    (tmp_path / "link.json").symlink_to(src)
+    r = runner.invoke(app, ["prepare", "x.json", "-o", "link.json"])
+    assert r.exit_code == 1 and "it would overwrite an input" in r.output
+    assert src.read_bytes() == before
+
+
+def test_the_same_input_twice_is_refused(tmp_path):
+    src = tmp_path / "s.txt"
+    src.write_text("ok@positive\n", encoding="utf-8")
+    with pytest.raises(UserError, match=r"s.txt: given twice"):
+        run_prepare(PrepareConfig(inputs=[src, tmp_path / "." / "s.txt"], output=str(tmp_path / "o.jsonl")))
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_fiqa_boolean_score_is_not_a_number(tmp_path):
+    bad = {"1": {"sentence": "x", "info": [{"target": "X", "sentiment_score": True}]}}
+    src = tmp_path / "task1.json"
+    src.write_text(json.dumps(bad, indent=2), encoding="utf-8")
+    with pytest.raises(UserError, match=r"info\[0\]: sentiment_score True is not a number"):
+        run_prepare(PrepareConfig(inputs=[src], output=str(tmp_path / "o.jsonl")))
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"1": {"sentence": "a", "info": []}, "1": {"sentence": "b", "info": []}}', "task1.json: duplicate key '1'"),
+    ('{"1": {"sentence": "a", "sentence": "b", "info": []}}', "task1.json: 1: duplicate key 'sentence'"),
+    ('{"1": ' + "[" * 50_000 + "]" * 50_000 + "}", "task1.json: nested too deeply"),
+    ('{"1": {"sentence": "\\udc80", "info": []}}', "task1.json: 1.sentence: lone surrogate"),
+])
+def test_fiqa_json_read_strictly(tmp_path, text, message):
+    src = tmp_path / "task1.json"
+    src.write_text(text, encoding="utf-8")
+    r = runner.invoke(app, ["prepare", str(src), "-o", str(tmp_path / "o.jsonl")])
+    assert r.exit_code == 1 and message in r.output, r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "o.jsonl").exists()

@@ -82,3 +82,45 @@ def test_gathered_loss_equals_full_logits_loss(lm):
     embeds = inject_prompts(model, ids, vmask, prompts)
     ref = model(inputs_embeds=embeds, attention_mask=attn, labels=labels).loss
     assert n == 6 and torch.allclose(loss, ref, atol=1e-5)
+
+
+# ---- issue 19: damaged metadata is one line everywhere; identical tables are identical files
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[1, 2]", "prompt_table.json: expected a JSON object, got list"),
+    ('"a string"', "prompt_table.json: expected a JSON object, got str"),
+    ('{"templates": [1]}', "prompt_table.json: templates: expected a JSON object, got list"),
+    ('{"templates": {}, "tasks": null}', "prompt_table.json: tasks: expected a JSON object, got null"),
+    ('{"templates": {}, "templates": {}}', "prompt_table.json: duplicate key 'templates'"),
+])
+def test_metadata_that_is_not_an_object_is_one_line(tmp_path, text, message):
+    save_prompt_table(tmp_path, {"sentiment-task": torch.randn(10, 32)}, {"templates": {"sentiment-task": SENT}})
+    (tmp_path / PROMPT_META_FILE).write_text(text)
+    with pytest.raises(UserError) as e:
+        load_prompt_table(tmp_path)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_template_that_disagrees_with_its_tensor_is_refused(tmp_path):
+    save_prompt_table(tmp_path, {"sentiment-task": torch.randn(10, 32)}, {"templates": {"sentiment-task": SENT}})
+    meta = json.loads((tmp_path / PROMPT_META_FILE).read_text())
+    meta["templates"]["sentiment-task"].update(total_virtual_tokens=10**9, virtual_token_splits=[10**9])
+    (tmp_path / PROMPT_META_FILE).write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"template has total_virtual_tokens 1000000000 but the table holds 10"):
+        load_prompt_table(tmp_path).prompt("sentiment-task")
+
+
+def test_identical_tables_are_identical_files_across_processes(tmp_path):
+    """safetensors writes its metadata map in per-process random hash order: with two keys the
+    same table came out as different bytes from different processes (6 processes: the old
+    code passes this by chance 1 time in 32)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from ptune_cli.ptuning.table import save_prompt_table; "
+            "save_prompt_table(sys.argv[1], {'a': torch.arange(6.).view(2, 3), 'b': torch.ones(1, 3)}, {'templates': {}})")
+    for k in range(6):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / f"r{k}")], check=True)
+    blobs = {(tmp_path / f"r{k}" / PROMPT_TABLE_FILE).read_bytes() for k in range(6)}
+    assert len(blobs) == 1

@@ -92,7 +92,7 @@ def test_bad_inputs(tmp_path, fold_files):
     with pytest.raises(UserError, match="no such results file"):
         load_results([str(tmp_path / "nope.json")])
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(UserError, match="not a results JSON"):
+    with pytest.raises(UserError, match=r"bad.json:1: invalid JSON"):
         load_results([str(tmp_path / "bad.json")])
     (tmp_path / "other.json").write_text('{"metric": "bleu"}')
     with pytest.raises(UserError, match="not a results file"):
@@ -111,7 +111,7 @@ def test_bad_inputs(tmp_path, fold_files):
         (["{f0}", "{f1}", "{f0}"], "fold_00/results.json: given twice"),
         ([], "no results files given"),
         (["{f0}", "-o", "{f0}"], "-o {f0} is also RESULTS"),
-        (["{nan}"], "nan.json: not a results JSON file (field 'accuracy': NaN is not valid JSON"),
+        (["{nan}"], "nan.json: accuracy: NaN is not valid JSON"),
     ],
 )
 def test_bad_results_are_one_line_errors(tmp_path, fold_files, args, message):
@@ -194,3 +194,63 @@ def test_report_table_fits_80_columns(tmp_path):
     assert "…" not in r.stdout
     assert "50.00 ± 70.71" in r.stdout  # slot F1 over the two folds: 1.0 and 0.0
     assert "every metric: --markdown or -o" in r.stdout
+
+
+# ---- issue 19: a missing or broken number is never averaged, one file or fold never counts twice
+
+
+def _without(res: dict, key: str) -> dict:
+    return {k: v for k, v in res.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda r: _without(r, "macro_f1"), "field 'macro_f1': missing"),  # defect 4: was averaged as 0
+        (lambda r: {**r, "macro_f1": None}, "field 'macro_f1': expected a number, got null"),  # defect 5
+        (lambda r: {**r, "macro_f1": "0.5"}, "field 'macro_f1': expected a number, got str"),
+        (lambda r: {**r, "accuracy": 1e308}, "field 'accuracy': 1e+308 is not a fraction in [0, 1]"),
+        (lambda r: {**r, "accuracy": 1.5}, "field 'accuracy': 1.5 is not a fraction in [0, 1]"),
+        (lambda r: {**r, "n": -4}, "field 'n': -4 is not a count >= 0"),
+        (lambda r: {**r, "meta": {"train_fraction": 0}}, "field 'meta.train_fraction': 0 is not a fraction in (0, 1]"),
+    ],
+)
+def test_missing_null_string_and_out_of_range_numbers_are_refused(tmp_path, fold_files, bad, message):
+    broken = _write(tmp_path, "fold_03/results.json", bad(_acc_result(5, 10)))
+    out = tmp_path / "s.json"
+    r = CliRunner().invoke(app, ["report", *fold_files, broken, "-o", str(out)])
+    assert r.exit_code == 1, r.output
+    assert f"{broken}: {message}" in r.output, r.output
+    assert "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_squad_exact_match_over_one_is_refused(tmp_path):
+    bad = _write(tmp_path, "em.json", {"metric": "squad", "n": 3, "exact_match": 1.5, "f1": 0.5})
+    with pytest.raises(UserError, match=r"em.json: field 'exact_match': 1.5 is not a fraction"):
+        load_results([bad])
+
+
+def test_a_file_through_a_hard_link_or_symlink_counts_once(tmp_path, fold_files):
+    import os
+
+    link = tmp_path / "elsewhere.json"
+    os.link(fold_files[0], link)
+    with pytest.raises(UserError, match=r"elsewhere.json: given twice \(also as RESULTS .*fold_00/results.json\)"):
+        load_results([*fold_files, str(link)])
+    sym = tmp_path / "sym.json"
+    sym.symlink_to(fold_files[1])
+    with pytest.raises(UserError, match="sym.json: given twice"):
+        load_results([*fold_files, str(sym)])
+
+
+def test_two_files_claiming_one_fold_are_refused(tmp_path, fold_files):
+    copy = _write(tmp_path, "rerun/fold_01/results.json", _acc_result(6, 10))
+    with pytest.raises(UserError, match=r"fold 1 again \(also .*fold_01/results.json"):
+        summarize(load_results([*fold_files, copy]))
+    same_meta = [_write(tmp_path, f"m{i}.json", _acc_result(5, 10, fold=0)) for i in range(2)]
+    with pytest.raises(UserError, match="fold 0 again"):
+        summarize(load_results(same_meta))
+    # the same fold at another training fraction or sample is another result
+    other = _write(tmp_path, "small.json", _acc_result(5, 10, fold=0, train_fraction=0.1, sample=1))
+    assert len(summarize(load_results([same_meta[0], other]))["rows"]) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -268,3 +269,156 @@ def test_an_internal_error_is_json_and_the_server_goes_on(env, monkeypatch):
         assert r.status_code == 500 and "ZeroDivisionError" in r.json()["detail"]
         monkeypatch.undo()
         assert c.post("/v1/predict", json={"taskname": "ask", "question": "a"}).status_code == 200
+
+
+# ---- issue 19: the door, a failing record alone, the OpenAPI schema, the README's curl -------
+
+
+@pytest.mark.parametrize("raw, status, loc, msg", [
+    (b'{"taskname": "sentiment-task", "sentence": "a \\ud800 b"}', 422, ["body", "sentence"], "lone surrogate \\ud800"),
+    (b'[{"taskname": "ask", "question": "ok"}, {"taskname": "ask", "question": "\\udfff"}]', 422,
+     ["body", 1, "question"], "lone surrogate"),
+    (b'{"taskname": "ask", "question": "a", "question": "b"}', 422, ["body"], "duplicate key 'question'"),
+    (b'[{"taskname": "ask", "question": "a", "x": {"k": 1, "k": 2}}]', 422, ["body", 0, "x"], "duplicate key 'k'"),
+    (b'{"taskname": "ask", "question": "a", "n": NaN}', 422, ["body", "n"], "NaN is not valid JSON"),
+    (b'{"taskname": "ask", "question": ' + b"[" * 2000 + b"]" * 2000 + b"}", 422, ["body"], "nested too deeply"),
+    ('{"taskname": "ask", "question": "växel"}'.encode("latin-1"), 400, ["body"], "not UTF-8 (byte 35)"),
+])
+def test_the_door_refuses_what_the_model_cannot_take(client, raw, status, loc, msg):
+    """Defect 1, at the door: a lone surrogate (valid JSON) reached the tokenizer and failed the
+    whole batch; duplicate keys were taken silently; bad bytes got 400 without a field."""
+    r = client.post("/v1/predict", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == status, r.text
+    assert any(d["loc"] == loc and msg in d["msg"] for d in r.json()["detail"]), r.json()
+    assert client.post("/v1/predict", json={"taskname": "ask", "question": "still there?"}).status_code == 200
+
+
+def test_a_body_of_another_content_type_is_named(client):
+    r = client.post("/v1/predict", content=b'{"taskname": "ask", "question": "a"}',
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})  # curl -d without -H
+    assert r.status_code == 415 and r.json()["detail"][0]["loc"] == ["header", "content-type"]
+    assert "Content-Type: application/json" in r.json()["detail"][0]["msg"]
+
+
+def test_a_batch_that_fails_is_split_until_only_the_failing_record_fails():
+    def run(items):
+        if "poison" in items:
+            raise TypeError("the tokenizer cannot take it")
+        return [x.upper() for x in items]
+
+    b = Batcher(run, max_batch_size=16, max_wait_s=0.2)
+    futures = b.submit(["a", "b", "poison", "c", "d", "poison", "e"])
+    b.start()
+    results = []
+    for f in futures:
+        try:
+            results.append(f.result(10))
+        except TypeError:
+            results.append("failed")
+    assert results == ["A", "B", "failed", "C", "D", "failed", "E"]
+    assert b.largest == 7
+    b.stop(5)
+
+
+def _door_off(monkeypatch):
+    """What if a tokenizer refuses text the door lets through? Turn the door's text check off
+    (both places it is imported) so the real tokenizer raises inside the worker."""
+    import ptune_cli.io as pio
+    import ptune_cli.strict_json as sj
+
+    monkeypatch.setattr(sj, "lone_surrogate", lambda text: None)
+    monkeypatch.setattr(pio, "lone_surrogate", lambda text: None)
+
+
+def test_a_record_that_fails_in_the_model_fails_only_its_own_request(env, tmp_path, monkeypatch):
+    recs = mixed()
+    want = cli_predictions(env, tmp_path, recs)
+    _door_off(monkeypatch)
+    from ptune_cli.serve.server import DELAY_ENV
+
+    monkeypatch.setenv(DELAY_ENV, "0.3")  # the first batch is slow: the others queue and share batches
+    app = build_app(ServeConfig(run=env["run"], max_batch_size=32, max_wait_ms=50))
+    honest: dict[int, object] = {}
+    hostile: list = []
+    with TestClient(app) as c:
+        def ask(k):
+            honest[k] = c.post("/v1/predict", json=[recs[k], recs[(k + 3) % 10]])
+
+        def attack():
+            hostile.append(c.post("/v1/predict", content=b'[{"taskname": "ask", "question": "ok"}, '
+                                  b'{"taskname": "sentiment-task", "sentence": "x\\ud800"}]',
+                                  headers={"Content-Type": "application/json"}))
+
+        threads = [threading.Thread(target=ask, args=(k,)) for k in range(10)]
+        threads += [threading.Thread(target=attack) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for k in range(10):
+        assert honest[k].status_code == 200, honest[k].text
+        assert [x["prediction"] for x in honest[k].json()] == [want[k], want[(k + 3) % 10]]
+    for r in hostile:
+        assert r.status_code == 500, r.text
+        (d,) = r.json()["detail"]  # only its bad record, by its place in the request
+        assert d["loc"] == ["body", 1] and d["type"] == "prediction_error"
+    assert app.state.ptune.batcher.largest > 2  # hostile and honest records did share batches
+
+
+def test_openapi_documents_every_answer_and_bearer_only_with_a_key(env):
+    with TestClient(build_app(ServeConfig(run=env["run"]))) as c:
+        schema = c.get("/openapi.json").json()
+        codes = set(schema["paths"]["/v1/predict"]["post"]["responses"])
+        assert codes >= {"200", "400", "413", "415", "422", "500", "503"} and "401" not in codes
+        assert "409" in schema["paths"]["/v1/reload"]["post"]["responses"]
+        assert "securitySchemes" not in schema.get("components", {})
+        assert "security" not in schema["paths"]["/v1/predict"]["post"]
+    with TestClient(build_app(ServeConfig(run=env["run"], api_key="k"))) as c:
+        schema = c.get("/openapi.json", headers={"Authorization": "Bearer k"}).json()
+        assert "401" in schema["paths"]["/v1/predict"]["post"]["responses"]
+        assert "HTTPBearer" in schema["components"]["securitySchemes"]
+
+
+def test_reload_of_metadata_that_is_not_an_object_is_409(env, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(env["run"], run)
+    with TestClient(build_app(ServeConfig(run=str(run)))) as c:
+        (run / "prompt_table.json").write_text("[1, 2]")
+        r = c.post("/v1/reload")
+        assert r.status_code == 409 and "expected a JSON object, got list" in r.json()["detail"]
+        assert c.post("/v1/predict", json={"taskname": "ask", "question": "a"}).status_code == 200
+
+
+def test_the_readmes_curl_examples_answer_as_shown(env, tmp_path):
+    """Each `$ curl …` of README's serve section, sent as curl would send it (its -H headers,
+    its -d body), to a table with the README's one task; the answer has the shown shape."""
+    import json
+    import re
+    import shlex
+
+    import torch
+
+    from ptune_cli.ptuning.table import save_prompt_table
+    from tests.test_readme import README
+
+    tpl = json.loads((Path(__file__).parents[1] / "templates" / "sv-intent-slot.json").read_text())
+    tpl.pop("_comment")
+    save_prompt_table(tmp_path / "run", {"intent_and_slot": torch.randn(10, 32)},
+                      {"base_model": env["model"], "templates": {"intent_and_slot": tpl}})
+    examples = re.findall(r"^\$ (curl .*?http://\S+)\n(.*?)\n", README.replace("\\\n", " "), flags=re.M | re.S)
+    assert len(examples) == 2
+    with TestClient(build_app(ServeConfig(run=str(tmp_path / "run"), api_key="s3cret"))) as c:
+        for command, shown in examples:
+            words = shlex.split(command)
+            headers = dict(w.split(": ", 1) for w, flag in zip(words[1:], words) if flag == "-H")
+            body = next(w for w, flag in zip(words[1:], words) if flag == "-d")
+            headers.setdefault("Content-Type", "application/x-www-form-urlencoded")  # what curl -d sends
+            r = c.post(words[-1].removeprefix("http://127.0.0.1:8000"), content=body.encode(), headers=headers)
+            if "…" in shown:  # predictions vary with the weights: the shape is what is shown
+                assert r.status_code == 200, r.text
+                assert [set(x) for x in r.json()] == [set(x) for x in json.loads(shown.replace("…", ""))]
+                assert {x["taskname"] for x in r.json()} == {"intent_and_slot"}
+            else:
+                assert r.text == shown

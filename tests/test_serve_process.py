@@ -82,3 +82,46 @@ def test_sighup_reloads_and_sigterm_finishes_in_flight_requests(tiny_lm_dir, tmp
         if proc.poll() is None:
             proc.kill()
             pytest.fail(proc.communicate()[0][-3000:])
+
+
+def _start(args: list[str], env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "ptune_cli", "serve", *args, "--port", str(port)], cwd=REPO,
+                            env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def test_sighup_while_loading_and_a_request_past_the_drain_timeout(tiny_lm_dir, tmp_path):
+    """Defect 10: SIGHUP during loading killed ptune serve (exit 129); its handler is now in
+    place before loading starts, and the table is re-read once the server runs. Then SIGTERM
+    with a request running past --drain-timeout: a JSON 503 (was a plain-text 500 and two
+    tracebacks after a hard-coded 60 s), and exit 0."""
+    from ptune_cli.serve.server import DELAY_ENV
+
+    env = make_run(tmp_path, tiny_lm_dir)
+    proc, url = _start(["--run", env["run"], "--drain-timeout", "0.5"], {DELAY_ENV: "3.0"})
+    try:
+        seen = ""
+        while "ptune serve: loading" not in seen:  # printed once the handler is in place
+            line = proc.stdout.readline()
+            assert line, seen
+            seen += line
+        proc.send_signal(signal.SIGHUP)  # the model is still loading
+        wait_until(lambda: httpx.get(f"{url}/health").status_code == 200, 120, proc)
+        ask = lambda: httpx.post(f"{url}/v1/predict", json={"taskname": "ask", "question": "hej"}, timeout=60)  # noqa: E731
+        assert ask().status_code == 200
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(r=ask()))
+        t.start()
+        time.sleep(1.0)  # in the worker (each batch takes 3 s here)
+        proc.send_signal(signal.SIGTERM)
+        t.join(60)
+        r = answer["r"]
+        assert r.status_code == 503 and "--drain-timeout" in r.json()["detail"], r.text
+        assert proc.wait(60) == 0
+        rest = proc.stdout.read()
+        assert "reloaded:" in seen + rest and "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()

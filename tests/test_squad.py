@@ -110,7 +110,8 @@ def test_normalize_answer_as_the_official_script(text, lang, norm):
     (["London", "Paris, France"], "Paris", 0.0, 2 / 3),  # max over golds: P 1, R 1/2
     (["the"], "", 1.0, 0.0),  # both normalize to "": EM 1, F1 0 (v1.1 has no empty special case)
     (["state of the art"], "state-of-the-art", 0.0, 0.0),
-    (["Paris"], "Paris\nQuestion: where?", 1.0, 1.0),  # the prediction's first line
+    (["Paris"], "Paris\nQuestion: where?", 0.0, 0.5),  # a newline is whitespace (official script)
+    (["Paris France"], "Paris\nFrance", 1.0, 1.0),
 ])
 def test_em_f1_values_of_the_official_definitions(golds, pred, em, f1):
     got_em, got_f1 = squad_scores(golds, pred)
@@ -148,3 +149,106 @@ def test_eval_predictions_file_and_report_over_folds(tmp_path):
     r = runner.invoke(app, ["report", *files, "-o", str(tmp_path / "s.json"), "--plot", str(png)])
     assert r.exit_code == 0, r.output
     assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+# ---- issue 19: SQuAD read strictly; misplaced answers counted, --strict refuses; ids unique
+
+
+def _prepare_cli(tmp_path, doc, *args, text: str | None = None):
+    src = tmp_path / "train.json"
+    src.write_text(text if text is not None else json.dumps(doc), encoding="utf-8")
+    out = tmp_path / "qa.jsonl"
+    return runner.invoke(app, ["prepare", str(src), "-o", str(out), *args]), out
+
+
+def test_a_squad_file_whose_first_key_is_title_is_squad(tmp_path):
+    doc = {"title": "my set", "version": "1.1", **_squad()}
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 0, r.output
+    assert _lines(out)[0]["taskname"] == "squad"
+
+
+def test_answers_not_at_answer_start_are_counted_and_strict_refuses(tmp_path):
+    doc = _squad()
+    qas = doc["data"][0]["paragraphs"][0]["qas"]
+    qas[0]["answers"] = [{"text": "answer 0", "answer_start": 5}]  # in the context, wrong start
+    qas[1]["answers"] = [{"text": "nowhere", "answer_start": 0}]  # not in the context
+    qas[2]["answers"] = [{"text": "answer 0", "answer_start": 0}]  # fine
+    for para in [p for a in doc["data"] for p in a["paragraphs"]][1:]:
+        for qa in para["qas"]:
+            qa["answers"] = qa["answers"][:1]  # "the answer j" is not in its context either
+    res = run_prepare(PrepareConfig(inputs=[_write(tmp_path, doc)], output=str(tmp_path / "qa.jsonl")))
+    assert res.records == 12
+    assert res.noted == {"answer_start does not point at the answer": 1, "answer not in its context": 1}
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 0 and "kept, answer not in its context (--strict refuses)" in r.output, r.output
+    out.unlink()
+    r, out = _prepare_cli(tmp_path, doc, "--strict")
+    assert r.exit_code == 1 and "data[0].paragraphs[0].qas[0].answers[0]: answer_start does not point" in r.output
+    assert not out.exists()
+
+
+def _write(tmp_path, doc):
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps(doc), encoding="utf-8")
+    return src
+
+
+def test_duplicate_question_ids_and_keys_are_refused(tmp_path):
+    doc = _squad()
+    doc["data"][1]["paragraphs"][0]["qas"][0]["id"] = "q00"
+    r, out = _prepare_cli(tmp_path, doc)
+    assert r.exit_code == 1 and "data[1].paragraphs[0].qas[0].id: question id 'q00' given twice" in r.output
+    text = json.dumps(_squad()).replace('"id": "q00",', '"id": "q00", "id": "other",', 1)
+    r, out = _prepare_cli(tmp_path, None, text=text)
+    assert r.exit_code == 1, r.output
+    assert "train.json: data[0].paragraphs[0].qas[0]: duplicate key 'id'" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not out.exists()
+
+
+# ---- issue 19: the SQuAD metric agrees with the official script on adversarial pairs --------
+
+
+def _official(pred: str, golds: list[str]) -> tuple[float, float]:
+    """The official evaluate-v1.1.py definitions (REFERENCE.md), written out here on their own:
+    lower → drop string.punctuation → articles a/an/the as whole words → split on whitespace;
+    EM of the normalized strings, token F1 (0 with no common token), max over the golds."""
+    import re
+    import string
+    from collections import Counter
+
+    def norm(s: str) -> list[str]:
+        s = s.lower().translate(str.maketrans("", "", string.punctuation))
+        return re.sub(r"\b(a|an|the)\b", " ", s).split()
+
+    def f1(p, g):
+        common = sum((Counter(p) & Counter(g)).values())
+        return 0.0 if common == 0 else 2 * (common / len(p)) * (common / len(g)) / (common / len(p) + common / len(g))
+
+    return (max(float(norm(pred) == norm(g)) for g in golds), max(f1(norm(pred), norm(g)) for g in golds))
+
+
+PIECES = ["the", "The", "a", "An", "an", "\n", "\n\n", "\t", " ", "  ", "\r\n", "\u00a0", "Paris", "paris.", "U.S.",
+          "state-of-the-art", "«x»", "café", "ÉCOLE", "theatre", "another", "(a)", "a\nb", "1,000", "x_y", "—", "’s",
+          "'s", "Denver", "Broncos", "Question:", "answer", ""]
+
+
+def test_600_adversarial_pairs_agree_with_the_official_definitions():
+    """Before: 569/600 agreed; all 31 differences were the prediction cut at its first newline
+    (gold answers were not cut). A newline is whitespace, in predictions as in golds."""
+    import random
+
+    rng = random.Random(19)
+
+    def text() -> str:
+        return "".join(rng.choice(PIECES) + rng.choice(["", " ", "\n"]) for _ in range(rng.randint(0, 6)))
+
+    newline_pairs = 0
+    for _ in range(600):
+        golds = [text() for _ in range(rng.randint(1, 3))]
+        pred = text()
+        newline_pairs += "\n" in pred
+        em, f1 = squad_scores(golds, pred)
+        want_em, want_f1 = _official(pred, golds)
+        assert em == want_em and f1 == pytest.approx(want_f1), (pred, golds)
+    assert newline_pairs > 100  # the case that differed is well represented

@@ -197,3 +197,18 @@ def test_space_before_the_answer_goes_with_the_answer(tiny_lm_dir):
     assert answer == tok(" positive", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     assert full.input_ids[: full.answer_start] == prompt.input_ids
     assert tok.decode(prompt.input_ids[-1:]).endswith(":")
+
+
+@pytest.mark.parametrize("prompt, message", [
+    ("<|VIRTUAL_PROMPT_0|> {{sentence}}:{label}",
+     "'{{sentence}}' at character 22: fields are written with single braces, {sentence}"),
+    ("<|VIRTUAL_PROMPT_0|> { sentence }:{label}", "'{ sentence }' at character 22 would stay literal text; "
+                                                  "write the field without spaces, {sentence}"),
+    ("<|VIRTUAL_PROMPT_0|> {0}:{label}", "'{0}' at character 22 is not a field (positional placeholders"),
+])
+def test_fields_written_the_wrong_way_are_named_not_kept_as_text(prompt, message):
+    """Issue 19: nested {{sentence}} was reported as unbalanced; { sentence } and {0} became
+    literal prompt text silently."""
+    with pytest.raises(UserError) as e:
+        template_from_dict(dict(SENT, prompt_template=prompt), "t.json")
+    assert message in str(e.value) and "unbalanced" not in str(e.value)

@@ -116,3 +116,38 @@ def test_missing_tracker_package_fails_before_any_model_load(tmp_path, monkeypat
         run_train(TrainConfig(train=_write(tmp_path / "t.jsonl", QA), output=str(tmp_path / "r"), template=TEMPLATE,
                               model=str(tmp_path / "no-such-model"), report_to="wandb"))
     assert not (tmp_path / "r").exists()
+
+
+def test_wandb_resume_relogs_the_steps_the_killed_process_lost(tmp_path, tiny_lm_dir, wandb_offline):
+    """Issue 19: W&B buffers its history, so after kill -9 the killed process's steps were lost
+    (offline: all of them) and the resumed curve had a hole. --resume logs log.jsonl's steps
+    up to the checkpoint again, in the resumed run."""
+    from ptune_cli.training import Step
+    from tests.wandb_records import run_summary
+
+    train = _write(tmp_path / "train.jsonl", QA)
+    run = tmp_path / "run"
+    kw = dict(train=train, output=str(run), template=TEMPLATE, model=str(tiny_lm_dir), max_steps=6, batch_size=4,
+              save_every=2, report_to="wandb")
+
+    class Killed(Exception):
+        pass
+
+    def crash(event):
+        if isinstance(event, Step) and event.step == 5:  # last checkpoint: step 4
+            raise Killed
+
+    with pytest.raises(Killed):
+        run_train(TrainConfig(**kw), on_event=crash)
+    (first,) = _runs(wandb_offline)
+    import shutil
+
+    shutil.rmtree(first)  # what kill -9 leaves of an offline run's history: nothing
+    run_train(TrainConfig(**kw, resume=True))
+    (resumed,) = _runs(wandb_offline)
+    got = run_summary(resumed)
+    steps = [h for h in got["history"] if "train/loss" in h]
+    assert [h["_step"] for h in steps] == [1, 2, 3, 4, 5, 6]  # 1-4 from log.jsonl, 5-6 trained again
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [h["train/loss"] for h in steps] == [r["loss"] for r in log]
+    assert resumed.name.endswith("-" + (run / "wandb_run_id.txt").read_text().strip())

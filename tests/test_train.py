@@ -305,3 +305,70 @@ def test_cli_reports_skipped_validation_examples(tiny_lm_dir, data, tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert "1 validation examples skipped" in " ".join(res.output.split())
+
+
+# ---- issue 19: bounds, torn logs, changed inputs, broken --existing templates ------------------
+
+
+def test_virtual_tokens_that_cannot_fit_are_one_line_before_any_allocation(tiny_lm_dir, data, tmp_path):
+    """Defect 3: total_virtual_tokens 10^9 grew to 7.8 GB; now refused against --max-length
+    (before the model loads) or the model's context."""
+    tpl = json.loads(Path(SENT_TPL).read_text(encoding="utf-8"))
+    tpl.update(total_virtual_tokens=10**9, virtual_token_splits=[10**9])
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps(tpl), encoding="utf-8")
+    with pytest.raises(UserError, match=r"task 'sentiment-task': total_virtual_tokens 1000000000 does not fit in 64 "
+                                        r"tokens per example \(--max-length\)"):
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "a", template=str(huge), max_length=64))
+    with pytest.raises(UserError, match=r"does not fit in \d+ tokens per example \(the model's \d+ positions"):
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "b", template=str(huge)))
+    with pytest.raises(UserError, match=r"--max-length 100000: the model has \d+ positions"):
+        run_train(cfg(tiny_lm_dir, data, tmp_path / "c", max_length=100_000))
+    assert not any((tmp_path / d).exists() and any((tmp_path / d).iterdir()) for d in "abc")
+
+
+def test_resume_cuts_a_torn_log_line_and_refuses_changed_inputs(tiny_lm_dir, data, tmp_path):
+    """Defect 12 (a torn last line of log.jsonl crashed --resume) and train --resume now
+    fingerprints its input files' contents, as translate, eval and predict do."""
+    kw = dict(epochs=2, save_every=2)
+
+    class Killed(Exception):
+        pass
+
+    def crash(event):
+        if isinstance(event, Step) and event.step == 5:
+            raise Killed
+
+    run = tmp_path / "run"
+    with pytest.raises(Killed):
+        run_train(cfg(tiny_lm_dir, data, run, **kw), on_event=crash)
+    with (run / "log.jsonl").open("a") as fh:
+        fh.write('{"step": 5, "epoch": 1, "lo')  # kill -9 mid-write
+    r = run_train(cfg(tiny_lm_dir, data, run, resume=True, **kw))
+    assert r.resumed_from == 4 and r.steps == 6
+    assert [json.loads(x)["step"] for x in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    Path(data["train"]).write_text(Path(data["train"]).read_text() + json.dumps(sentiment_records(1, 9)[0]) + "\n")
+    with pytest.raises(UserError, match=r"--resume .*run: --train changed since the interrupted run"):
+        run_train(cfg(tiny_lm_dir, data, run, resume=True, **kw))
+
+
+def test_train_refuses_an_input_it_would_overwrite(tiny_lm_dir, data, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    log = run / "log.jsonl"
+    log.write_text(Path(data["train"]).read_text())
+    with pytest.raises(UserError, match=r"-o .*run/log.jsonl is also --train: it would overwrite an input"):
+        run_train(cfg(tiny_lm_dir, {**data, "train": str(log)}, run))
+
+
+def test_existing_with_a_broken_template_is_refused(tiny_lm_dir, data, tmp_path):
+    first = tmp_path / "first"
+    run_train(cfg(tiny_lm_dir, data, first, max_steps=1))
+    meta_file = first / "prompt_table.json"
+    meta = json.loads(meta_file.read_text())
+    meta["templates"]["sentiment-task"]["prompt_template"] = "<|VIRTUAL_PROMPT_0|>{sentence}"  # no {label}
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"--existing .*first: prompt_table.json: sentiment-task: template "
+                                        r"'sentiment-task': answer_field 'label' does not appear"):
+        run_train(cfg(tiny_lm_dir, {**data, "train": data["intent"]}, tmp_path / "second", template=INTENT_TPL,
+                      existing=str(first), max_steps=1))

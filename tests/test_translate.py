@@ -335,6 +335,27 @@ def test_bad_reference_fails_before_translating(tmp_path):
     write_jsonl(ref, [{"sv": "bra kaffe"}, {"sv": "gör en kaffe"}])
     report = run_translate(src, tmp_path / "out.jsonl", cfg, engine=engine, reference=ref, reference_field="sv")
     assert report["score"]["chrf"] == 100.0 and report["score"]["segments"] == 2
+    assert report["score"]["empty_sources_left_out"] == 0
+
+
+def test_reference_scores_say_how_many_empty_sources_were_left_out(tmp_path, monkeypatch):
+    """Issue 19: records with an empty source were left out of BLEU/chrF without a word."""
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": "good coffee"}, {"text": "  "}, {"text": "make a coffee"}])
+    ref = write_jsonl(tmp_path / "ref.jsonl", [{"sv": "bra kaffe"}, {"sv": "något"}, {"sv": "gör en kaffe"}])
+    cfg = TranslateConfig(model="unused", use_cache=False, label_format="keep")
+    report = run_translate(src, tmp_path / "out.jsonl", cfg, engine=WordEngine(), reference=ref, reference_field="sv")
+    assert report["score"]["segments"] == 2 and report["score"]["empty_sources_left_out"] == 1
+    import ptune_cli.translate.engines as engines
+
+    monkeypatch.setattr(engines, "load_engine", lambda cfg: WordEngine())
+    r = CliRunner().invoke(app, ["translate", str(src), "-o", str(tmp_path / "o2.jsonl"), "--label-format", "keep",
+                                 "--no-cache", "--reference", str(ref), "--reference-field", "sv"])
+    assert r.exit_code == 0, r.output
+    assert "BLEU and chrF over 2 translated fields; 1 field(s) with an empty source left out" in r.output
 
 
 @pytest.mark.parametrize("device, message", [("bogus", "unknown device 'bogus'"), ("cuda:99", "no such CUDA device")])

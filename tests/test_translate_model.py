@@ -104,7 +104,7 @@ def test_bad_input_exits_1_with_location_and_no_output(tiny_marian_dir, tmp_path
     assert not list(tmp_path.glob("o.jsonl*"))
     good = write_jsonl(tmp_path / "good.jsonl", [{"utterance": "hi"}])
     result = invoke(good, "-o", tmp_path / "o.jsonl", "--model", tmp_path / "nowhere")
-    assert result.exit_code == 1 and "--model: cannot load" in result.output
+    assert result.exit_code == 1 and f"--model {tmp_path / 'nowhere'}: no such folder" in result.output
     # a folder that is not a model: one clear line, and no .partial files left behind
     result = invoke(good, "-o", tmp_path / "o.jsonl", "--model", tmp_path)
     assert result.exit_code == 1 and "has no config.json" in result.output, result.output

@@ -42,7 +42,7 @@ def test_lost_markers_fall_back_and_missing_answers_are_flagged_not_dropped(tmp_
 
 
 def test_bad_answers_field_names_line_and_field(tmp_path):
-    with pytest.raises(UserError, match=r"in.jsonl:2: field 'answers': expected a list of strings"):
+    with pytest.raises(UserError, match=r"in.jsonl:2: field 'answers': expected a non-empty list of strings"):
         _run(tmp_path, [QA, {**QA, "answers": "seven am"}], WordEngine())
 
 
@@ -63,3 +63,16 @@ def test_tiny_marian_every_record_kept_and_answers_in_context_or_flagged(tmp_pat
         # every answer is verbatim in the translated context, or the record says it is not
         assert all(a in r["context"] for a in r["answers"]) or bad
     assert report["flags"].get("answer_projection", 0) >= flagged
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"context": None}, "in.jsonl:2: field 'context': expected the non-empty text the answers are in, got null"),
+    ({"context": "  "}, "in.jsonl:2: field 'context': expected the non-empty text the answers are in"),
+    ({"answers": []}, "in.jsonl:2: field 'answers': expected a non-empty list of strings, every gold answer "
+                      "(QA record; answer is 'seven am')"),
+])
+def test_qa_records_without_a_context_or_with_no_gold_answers_are_refused(tmp_path, bad, message):
+    """Issue 19: context null and answers [] next to a non-empty answer were accepted."""
+    with pytest.raises(UserError) as e:
+        _run(tmp_path, [QA, {**QA, **bad}], WordEngine())
+    assert str(e.value).endswith(message) or message in str(e.value)

@@ -23,8 +23,10 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: click.Context):
         if not sys.stderr.isatty():
-            # transformers' "Loading weights" bars are noise in logs and make output
+            # transformers' "Loading weights" bars and the one-time GGUF conversion's tqdm bar
+            # (272 updates) are noise in logs: our own plain progress lines say what happens
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            os.environ.setdefault("TQDM_DISABLE", "1")
         try:
             return super().invoke(ctx)
         except UserError as e:
@@ -51,6 +53,20 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from ptune_cli import __version__
+
+        typer.echo(f"ptune {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """The options of ``ptune`` itself (the commands have their own)."""
+
+
 def example(*lines: str) -> str:
     """An epilog with examples, shown at the end of ``--help``."""
     body = "\n\n".join(f"  $ {line}" for line in lines)
@@ -72,7 +88,12 @@ def stdout_console():
 
 
 def progress(transient: bool = False):
-    """A rich progress bar on stderr, disabled when stderr is not a terminal."""
+    """A rich progress bar on stderr; when stderr is not a terminal, plain lines every
+    ``PTUNE_PROGRESS_SECONDS`` seconds instead (:mod:`.plain_progress`)."""
+    if not sys.stderr.isatty():
+        from ptune_cli.cli.plain_progress import PlainProgress
+
+        return PlainProgress()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -90,5 +111,4 @@ def progress(transient: bool = False):
         TimeRemainingColumn(),
         console=stderr_console(),
         transient=transient,
-        disable=not sys.stderr.isatty(),
     )

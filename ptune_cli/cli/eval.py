@@ -56,7 +56,7 @@ def _print_results(results: dict, console) -> None:
     from rich.table import Table
 
     from ptune_cli.evaluate.metrics import headline
-    from ptune_cli.evaluate.report import key_title, pct
+    from ptune_cli.evaluate.report import key_title, pct, result_notes
 
     meta = results.get("meta", {})
     where = meta.get("data") or meta.get("predictions") or ""
@@ -81,6 +81,8 @@ def _print_results(results: dict, console) -> None:
             per.add_row(*([r["kind"]] if has_kind else []), escape(r["label"]), pct(r["precision"]),
                         pct(r["recall"]), pct(r["f1"]), str(r["support"]))
         console.print(per)
+    for line in result_notes(results):
+        console.print(f"[yellow]{escape(line)}[/]")
     if meta.get("truncated"):
         console.print(f"[yellow]{meta['truncated']} record(s) were cut at the template's truncate_field to fit the model[/]")
     if meta.get("skipped"):

@@ -31,6 +31,8 @@ def _prepare(cfg: PrepareConfig) -> None:
         table.add_row("[yellow]skipped rows[/]", str(len(result.skipped)))
     for reason, n in sorted(result.left_out.items()):
         table.add_row(f"[yellow]left out: {reason}[/]", str(n))
+    for reason, n in sorted(result.noted.items()):
+        table.add_row(f"[yellow]kept, {reason} (--strict refuses)[/]", str(n))
     console.print(table)
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from ptune_cli.cli._app import app, example, progress, stderr_console
+from ptune_cli.cli.plain_progress import PlainProgress
 from ptune_cli.options import typer_command
 from ptune_cli.training.config import TrainConfig
 from ptune_cli.training.events import Evaluated, Finished, Started, Step, TrainResult
@@ -71,9 +72,13 @@ class _Reporter:
             + (f" · best val loss {r.best_val_loss:.4f} (step {r.best_step}, exported)" if r.best_val_loss is not None else ""))
         self.console.print(f"prompt table → {r.run_dir}/prompt_table.safetensors ({', '.join(r.existing_tasks + r.tasks)})")
 
-    def stop(self) -> None:
+    def stop(self, failed: bool = False) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            if isinstance(self.bar, PlainProgress):
+                self.bar.stop(failed=failed)  # plain lines: an error is the last line
+            else:
+                self.bar.stop()
+            self.bar = None
 
 
 _HELP = """P-tune a frozen causal LM: train virtual-token prompts for the template's tasks.
@@ -92,8 +97,9 @@ def _train(cfg) -> None:
     reporter = _Reporter()
     try:
         run_train(cfg, on_event=reporter)
-    finally:
-        reporter.stop()
+    except BaseException:
+        reporter.stop(failed=True)
+        raise
 
 
 typer_command(
@@ -101,7 +107,7 @@ typer_command(
     epilog=example(
         "ptune train --train folds/fold_00/train.jsonl --val folds/fold_00/val.jsonl --template templates/sv-sentiment.json -o runs/sent-00",
         "ptune train --train assistant.jsonl --template templates/sv-intent-slot.json --existing runs/sent-00 -o runs/sent+intent",
-        "ptune train --train t.jsonl --template templates/en-sentiment.json --encoder prefix --prefix-projection --lr 1e-2 -o runs/v2",
+        "ptune train --train t.jsonl --template templates/en-sentiment.json --encoder prefix --prefix-projection --lr 3e-4 -o runs/v2",
         "accelerate launch -m ptune_cli train --train t.jsonl --template templates/en-sentiment.json --model HuggingFaceTB/SmolLM2-135M -o runs/x",
     ),
 )

@@ -97,5 +97,9 @@ def _print_summary(r: dict) -> None:
     console.print(table)
     if "score" in r:
         console.print(f"sacrebleu: {r['score']['bleu_signature']} | {r['score']['chrf_signature']}")
+        left_out = r["score"].get("empty_sources_left_out")
+        console.print(f"BLEU and chrF over {r['score']['segments']} translated fields"
+                      + (f"; [yellow]{left_out} field(s) with an empty source left out[/] (not translated, "
+                         "nothing to score)" if left_out else ""))
     if r["flagged_records"]:
         console.print(f"[yellow]{r['flagged_records']} record(s) flagged: see the '{r['flags_field']}' field[/]")

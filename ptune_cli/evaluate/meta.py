@@ -8,10 +8,11 @@ the pipelines.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ptune_cli.strict_json import loads_strict
 
 _FOLD = re.compile(r"fold[_-]?(\d+)", re.IGNORECASE)
 
@@ -36,9 +37,11 @@ def _from_path(path: str | None) -> dict:
     if out["fold"] is None:
         return out
     manifest = Path(path).resolve().parent.parent / "manifest.json"
-    try:
-        opts = json.loads(manifest.read_text(encoding="utf-8")).get("options", {})
+    try:  # best effort: a manifest that is not kfold's adds nothing (never a traceback)
+        opts = loads_strict(manifest.read_text(encoding="utf-8")).get("options", {})
     except (OSError, ValueError, AttributeError):
+        return out
+    if not isinstance(opts, dict) or not isinstance(opts.get("train_fraction"), (int, float)):
         return out
     if opts.get("train_fraction") is not None:
         out["train_fraction"] = opts["train_fraction"]

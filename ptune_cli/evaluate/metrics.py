@@ -10,7 +10,8 @@ The definitions, in short:
   (lowercase, drop ASCII punctuation, drop the articles a/an/the, collapse whitespace; the
   maximum over a question's gold answers; F1 is 0 when no token is shared, even for two empty
   answers). ``lang="sv"`` drops the Swedish articles en/ett/den/det/de instead (our extension).
-  The prediction is the generated text up to its first newline.
+  A newline in a prediction is whitespace, as in the official script (stopping generation at
+  a newline is a decoding choice, ``--stop-at-newline``, not the metric's).
 * Any 0/0 is 0.0.
 
 Every scorer returns a plain dict (the results JSON) with ``per_label`` rows
@@ -73,8 +74,9 @@ _PUNCT = set(string.punctuation)  # ASCII only, as in the official script
 
 
 def is_qa(records: Sequence[dict]) -> bool:
-    """QA records (``ptune prepare --source squad``): every one has a list ``answers``."""
-    return bool(records) and all(isinstance(r.get("answers"), list) for r in records)
+    """QA records (``ptune prepare --source squad``): they carry ``answers`` (checked later, so
+    a malformed ``answers`` is named as such, not taken for a missing ``label``)."""
+    return any("answers" in r for r in records)
 
 
 def normalize_answer(text: str, lang: str = "en") -> str:
@@ -96,7 +98,7 @@ def squad_f1(pred: str, gold: str, lang: str = "en") -> float:
 
 def squad_scores(golds: Sequence[str], pred: str, lang: str = "en") -> tuple[float, float]:
     """(exact match, F1) of one prediction: the maximum over the gold answers."""
-    pred = (pred or "").split("\n", 1)[0]
+    pred = pred or ""
     em = max(float(normalize_answer(pred, lang) == normalize_answer(g, lang)) for g in golds)
     return em, max(squad_f1(pred, g, lang) for g in golds)
 
@@ -193,6 +195,9 @@ def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
         exact += ok and gs == ps
     n = len(golds)
     intent = {"accuracy": ratio(correct, n), **_prf(correct, n_pred_int, n_gold_int)}
+    # sentiment labels under --metric intent-slot score 0 everywhere: say why, not just 0
+    warnings = ["no gold label has an 'Intent:' part: every intent/slot score is 0 (is --metric intent-slot "
+                "right for this data?)"] if n and not n_gold_int else []
     rows = [
         {"kind": "intent", "label": lab, **_prf(int_tp[lab], int_pred[lab], int_gold[lab]),
          "support": int_gold[lab]}
@@ -214,6 +219,7 @@ def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
             "exact": exact,
         },
         "per_label": rows,
+        **({"warnings": warnings} if warnings else {}),
     }
 
 
@@ -237,8 +243,8 @@ def score(
 
 def headline(results: dict) -> dict[str, float]:
     """The headline numbers of a results dict, flat (``intent.f1`` style keys)."""
-    if results.get("metric") == "accuracy":
-        return {"accuracy": results["accuracy"], "macro_f1": results.get("macro_f1", 0.0)}
+    if results.get("metric") == "accuracy":  # ptune report refuses results without macro_f1
+        return {"accuracy": results["accuracy"], "macro_f1": results["macro_f1"]}
     if results.get("metric") == "squad":
         return {"exact_match": results["exact_match"], "f1": results["f1"]}
     out = {f"intent.{k}": results["intent"][k] for k in ("accuracy", "precision", "recall", "f1")}

@@ -15,7 +15,6 @@ from pathlib import Path
 from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.meta import fold_in_path
 from ptune_cli.evaluate.metrics import headline
-from ptune_cli.io import loads_strict, read_text
 
 DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"],
                      "squad": ["exact_match", "f1"]}
@@ -51,24 +50,20 @@ def run_report(cfg) -> tuple[dict, str]:
 
 def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
     """Read results JSON files written by ``ptune eval``; UserError naming the bad file (and
-    field). The same file given twice (overlapping globs) is refused: it would count as two
-    folds and shrink the std."""
+    field). The same file given twice (overlapping globs, a symlink, a hard link) is refused: it
+    would count as two folds and shrink the std."""
+    from ptune_cli.io import check_distinct_inputs, read_json
+
     if not paths:
         raise UserError("no results files given (pass one or more RESULTS.json)")
+    for p in paths:
+        if not Path(p).is_file():
+            raise UserError(f"{p}: no such results file")
+    check_distinct_inputs([("RESULTS", p) for p in paths])
     out: list[tuple[str, dict]] = []
-    seen: dict[Path, str] = {}
     for p in paths:
         path = Path(p)
-        if not path.is_file():
-            raise UserError(f"{path}: no such results file")
-        key = path.resolve()
-        if key in seen:
-            raise UserError(f"{path}: given twice (also as {seen[key]}); each results file counts once")
-        seen[key] = str(path)
-        try:
-            data = loads_strict(read_text(path, "results file"))  # no NaN literals, no duplicate keys
-        except ValueError as e:
-            raise UserError(f"{path}: not a results JSON file ({e})") from None
+        data = read_json(path, "results file")  # no NaN literals, no duplicate keys, one line
         if not isinstance(data, dict) or data.get("metric") not in DEFAULT_PLOT_KEYS:
             raise UserError(f"{path}: not a results file of `ptune eval` (no 'metric' accuracy/intent-slot/squad)")
         _check_results(path, data)
@@ -76,9 +71,9 @@ def load_results(paths: Sequence[str | Path]) -> list[tuple[str, dict]]:
     return out
 
 
-# the numbers a summary reads, per metric (nested keys as "intent.f1")
+# the numbers a summary reads, per metric (nested keys as "intent.f1"); all fractions in [0, 1]
 _REQUIRED = {
-    "accuracy": ("accuracy",),
+    "accuracy": ("accuracy", "macro_f1"),
     "intent-slot": ("intent.accuracy", "intent.precision", "intent.recall", "intent.f1",
                     "slot.precision", "slot.recall", "slot.f1", "exact_match"),
     "squad": ("exact_match", "f1"),
@@ -89,25 +84,46 @@ def _number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _integer(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
 def _check_results(path: Path, data: dict) -> None:
-    """Every number the summary reads is there (one line naming the file and the field)."""
+    """Every number the summary reads is there and in range: metrics are fractions in [0, 1]
+    (a missing one is never taken as 0), ``n`` and ``meta.fold`` are counts, ``meta.train_fraction``
+    is in (0, 1] (one line naming the file and the field)."""
     for key in _REQUIRED[data["metric"]]:
         value = data
         for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            raise UserError(f"{at(path, field=key)}: missing (not a complete results file of `ptune eval`)")
+            value = value.get(part, _MISSING) if isinstance(value, dict) else _MISSING
+        if value is _MISSING:
+            raise UserError(f"{at(path, field=key)}: missing (not a complete results file of `ptune eval`; "
+                            "score it again with `ptune eval --predictions`)")
         if not _number(value):
-            raise UserError(f"{at(path, field=key)}: expected a number, got {type(value).__name__}")
-    if "n" in data and not (isinstance(data["n"], int) and not isinstance(data["n"], bool)):
-        raise UserError(f"{at(path, field='n')}: expected an integer, got {type(data['n']).__name__}")
+            raise UserError(f"{at(path, field=key)}: expected a number, got {_type(value)}")
+        if not 0.0 <= value <= 1.0:
+            raise UserError(f"{at(path, field=key)}: {value} is not a fraction in [0, 1]")
     meta = data.get("meta")
     if meta is not None and not isinstance(meta, dict):
-        raise UserError(f"{at(path, field='meta')}: expected an object, got {type(meta).__name__}")
-    for key, ok in (("fold", lambda v: isinstance(v, int) and not isinstance(v, bool)), ("train_fraction", _number)):
-        v = (meta or {}).get(key)
-        if v is not None and not ok(v):
-            raise UserError(f"{at(path, field='meta.' + key)}: expected a number, got {type(v).__name__}")
+        raise UserError(f"{at(path, field='meta')}: expected an object, got {_type(meta)}")
+    checks = (("n", data.get("n"), _integer, lambda v: v >= 0, "a count >= 0"),
+              ("meta.fold", (meta or {}).get("fold"), _integer, lambda v: v >= 0, "a fold number >= 0"),
+              ("meta.train_fraction", (meta or {}).get("train_fraction"), _number, lambda v: 0 < v <= 1,
+               "a fraction in (0, 1]"))
+    for key, v, typed, in_range, want in checks:
+        if v is None:
+            continue
+        if not typed(v):
+            raise UserError(f"{at(path, field=key)}: expected a number, got {_type(v)}")
+        if not in_range(v):
+            raise UserError(f"{at(path, field=key)}: {v} is not {want}")
+
+
+_MISSING = object()
+
+
+def _type(value) -> str:
+    return "null" if value is None else type(value).__name__
 
 
 def _row(index: int, path: str, res: dict) -> dict:
@@ -125,6 +141,21 @@ def _row(index: int, path: str, res: dict) -> dict:
         "n": res.get("n", 0),
         **headline(res),
     }
+
+
+def _check_folds_once(rows: list[dict], results: list[tuple[str, dict]]) -> None:
+    """Two results files claiming the same fold of the same training fraction and sample (a
+    copied file, a re-run in another folder) would count twice: refuse, naming both."""
+    named = {p: (res.get("meta") or {}).get("fold") is not None or fold_in_path(p) is not None for p, res in results}
+    seen: dict[tuple, str] = {}
+    for r in rows:
+        if not named[r["file"]]:
+            continue  # no fold given: numbered by position, cannot clash
+        key = (r["train_fraction"], str(r["sample"]), r["fold"])
+        if key in seen:
+            raise UserError(f"{r['file']}: fold {r['fold']} again (also {seen[key]}, same training fraction and "
+                            "sample); each fold counts once")
+        seen[key] = r["file"]
 
 
 def _mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -161,6 +192,7 @@ def summarize(results: list[tuple[str, dict]]) -> dict:
         raise UserError(f"results mix metrics ({', '.join(sorted(metrics))}): report them separately")
     metric = metrics.pop()
     rows = [_row(i, p, res) for i, (p, res) in enumerate(results)]
+    _check_folds_once(rows, results)
     rows.sort(key=lambda r: (-r["train_fraction"], str(r["sample"]), r["fold"]))
     keys = list(headline(results[0][1]))
     fractions = sorted({r["train_fraction"] for r in rows}, reverse=True)
@@ -198,10 +230,21 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|").replace("\n", "\\n")
 
 
+def result_notes(results: dict) -> list[str]:
+    """What the headline numbers alone hide: predictions outside the label set (accuracy) and
+    the scorer's warnings (intent-slot on data without intents)."""
+    notes = list(results.get("warnings") or [])
+    out_of_set = results.get("out_of_set") or 0
+    if out_of_set:
+        notes.insert(0, f"{out_of_set} of {results['n']} predictions are none of the gold labels (out of set)")
+    return notes
+
+
 def results_markdown(results: dict) -> str:
-    """One results dict as markdown: the headline numbers (in %) and the per-label rows."""
+    """One results dict as markdown: the headline numbers (in %), notes, the per-label rows."""
     head = headline(results)
     lines = [f"**{results['metric']}** on {results['n']} records", ""]
+    lines += [f"_{note}_" for note in result_notes(results)] + ([""] if result_notes(results) else [])
     lines += _table(["metric", "value (%)"], [[key_title(k), pct(v)] for k, v in head.items()])
     rows = results.get("per_label") or []
     if rows:

@@ -19,7 +19,15 @@ from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.config import EvalConfig
 from ptune_cli.evaluate.meta import ResultsMeta, split_meta
 from ptune_cli.evaluate.metrics import is_qa, resolve_metric, score
-from ptune_cli.inference.job import Task, TestData, build_job, decode, load_task, task_template
+from ptune_cli.inference.job import (
+    Task,
+    TestData,
+    build_job,
+    decode,
+    load_task,
+    task_template,
+    with_prediction,
+)
 from ptune_cli.io import (
     STDIO,
     check_fields,
@@ -134,7 +142,7 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     with resumable_on_failure(partial):
         fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
     seconds = time.perf_counter() - t0
-    pred_recs = [{**rec, **(done[i] if i in done else fields[i])} for i, rec in enumerate(records)]
+    pred_recs = [with_prediction(rec, done[i] if i in done else fields[i]) for i, rec in enumerate(records)]
     meta = _model_meta(cfg, task, job, metric, resumed=len(done))
     meta.seconds = round(seconds, 3)
     meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
@@ -191,7 +199,7 @@ def score_predictions_file(cfg: EvalConfig, label_map=None) -> tuple[dict, list[
         gold_recs = list(iter_records(cfg.predictions, {pf: str}))
         gold_path = cfg.predictions
         pred_recs = [r for _, r in gold_recs]
-    qa = is_qa([r for _, r in gold_recs])
+    qa = is_qa([r for _, r in gold_recs]) or cfg.metric == "squad"
     label_field = cfg.label_field or ("answer" if qa else "label")
     for lineno, rec in gold_recs:
         check_fields(rec, gold_path, lineno, {label_field: str})

@@ -188,6 +188,15 @@ def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch |
     return {i: f for i, f in enumerate(out) if todo[i]}
 
 
+PREDICTION_FIELDS = ("prediction", "scores", "skipped")  # what decoding adds to a record
+
+
+def with_prediction(record: dict, fields: dict) -> dict:
+    """``record`` plus this run's ``fields``; what an earlier run added (a stale ``skipped`` or
+    ``scores`` in a predictions file fed back in) is dropped first."""
+    return {**{k: v for k, v in record.items() if k not in PREDICTION_FIELDS}, **fields}
+
+
 def _fields(pred: str, scores, cands) -> dict:
     out = {"prediction": pred}
     if scores is not None:

@@ -43,6 +43,7 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
     """Predict every record of ``cfg.data``; returns ``{"records", "resumed", "skipped",
     "tasks", "seconds"}``. Records of an unknown task or without their input fields fail
     before the model is loaded (``file:line: field …``)."""
+    from ptune_cli.inference.job import with_prediction
     from ptune_cli.inference.router import Router
     from ptune_cli.io import check_outputs, iter_records, write_records
     from ptune_cli.options import validate
@@ -66,7 +67,7 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
     with resumable_on_failure(partial):
         fields = router.predict(items, todo, keep_batches(partial, DELAY_ENV), on_progress)
     fields.update(done)
-    write_records(cfg.output, ({**rec, **fields[i]} for i, (_, rec) in enumerate(numbered)))
+    write_records(cfg.output, (with_prediction(rec, fields[i]) for i, (_, rec) in enumerate(numbered)))
     if partial is not None:
         partial.discard()  # the output is complete
     return {"records": len(items), "resumed": len(done), "skipped": sum(bool(f.get("skipped")) for f in fields.values()),

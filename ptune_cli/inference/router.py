@@ -50,17 +50,19 @@ def training_answers(task) -> list[str]:
     """The task's answers in the training file it was trained on (``hyperparameters.train``), if
     still there: what predict and serve know of the answers (eval knows the gold ones). A task
     kept from ``train --existing`` was trained in the run its ``from_existing`` names."""
-    import json
     from pathlib import Path
 
     from ptune_cli.inference.job import candidates
+    from ptune_cli.io import loads_strict
     from ptune_cli.ptuning.table import PROMPT_META_FILE
 
     entry = (task.run_meta.get("tasks") or {}).get(task.template.taskname) or {}
     origin = Path(str(entry.get("from_existing") or "")) / PROMPT_META_FILE
     if entry.get("from_existing") and origin.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            task = dataclasses.replace(task, run_meta=json.loads(origin.read_text(encoding="utf-8")))
+        with contextlib.suppress(OSError, ValueError):  # best effort: the origin run may be gone or changed
+            meta = loads_strict(origin.read_text(encoding="utf-8"))
+            if isinstance(meta, dict):
+                task = dataclasses.replace(task, run_meta=meta)
     return candidates(SimpleNamespace(labels=None, mode="run", train=None), task, [])
 
 

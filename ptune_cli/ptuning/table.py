@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ptune_cli.errors import UserError
-from ptune_cli.io import atomic_output, write_json
+from ptune_cli.io import atomic_output, read_json, write_json
 from ptune_cli.ptuning.template import TaskTemplate, template_from_dict
 
 PROMPT_TABLE_FILE = "prompt_table.safetensors"
@@ -38,7 +38,9 @@ def save_prompt_table(run_dir, prompts: dict, meta: dict) -> None:
     out = Path(run_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_output(out / PROMPT_TABLE_FILE, "wb") as fh:
-        fh.write(save(tensors, metadata={"format": "pt", "created_by": "ptune-cli"}))
+        # one metadata key: safetensors writes its metadata map in per-process hash order, so
+        # two keys made identical tables different files (who wrote it is in prompt_table.json)
+        fh.write(save(tensors, metadata={"format": "pt"}))
     write_json(out / PROMPT_META_FILE, meta)
 
 
@@ -70,6 +72,11 @@ class PromptTable:
         kind = self.kind(taskname)
         if (kind == "prefix") != (t.dim() == 5):
             raise UserError(f"{PROMPT_META_FILE}: task '{taskname}' is of kind {kind} but its tensor has shape {list(t.shape)}")
+        rows = int(t.shape[3] if kind == "prefix" else t.shape[0])
+        declared = self.template(taskname).total_virtual_tokens
+        if rows != declared:  # an edited template must not make eval encode 10^9 virtual tokens
+            raise UserError(f"{PROMPT_META_FILE}: task '{taskname}': its template has total_virtual_tokens "
+                            f"{declared} but the table holds {rows}")
         return Prefix(t) if kind == "prefix" else t
 
     @property
@@ -78,9 +85,8 @@ class PromptTable:
 
 
 def load_prompt_table(run_dir) -> PromptTable:
-    """Load the table written by :func:`save_prompt_table`."""
-    import json
-
+    """Load the table written by :func:`save_prompt_table`; damaged or foreign metadata is one
+    :class:`UserError` line (serve's reload answers it with 409)."""
     from safetensors.torch import load_file
 
     d = Path(run_dir)
@@ -89,8 +95,15 @@ def load_prompt_table(run_dir) -> PromptTable:
         raise UserError(f"{d}: no prompt table ({PROMPT_TABLE_FILE}) — run `ptune train` first")
     if not meta_file.is_file():
         raise UserError(f"{d}: {PROMPT_META_FILE} missing next to {PROMPT_TABLE_FILE} (copy the whole run folder)")
+    meta = read_json(meta_file, "prompt table metadata")  # strict: one line for any damage
+    for key, value in (("", meta), ("templates", meta.get("templates") if isinstance(meta, dict) else None),
+                       ("tasks", meta.get("tasks", {}) if isinstance(meta, dict) else None),
+                       ("hyperparameters", meta.get("hyperparameters", {}) if isinstance(meta, dict) else None)):
+        if not isinstance(value, dict):
+            got = "null" if value is None else type(value).__name__
+            raise UserError(f"{meta_file}: {key + ': ' if key else ''}expected a JSON object, got {got} "
+                            "(the metadata `ptune train` writes)")
     try:
-        meta = json.loads(meta_file.read_text(encoding="utf-8"))
         prompts = load_file(str(table))
     except Exception as e:  # noqa: BLE001 - a damaged file is a user-level problem
         raise UserError(f"{d}: cannot read the prompt table ({type(e).__name__}: {e})") from None

@@ -70,6 +70,28 @@ def unbalanced_brace(text: str) -> int | None:
     return open_at
 
 
+_DOUBLED_RE = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_\-]*)\s*\}\}")
+_BRACED_RE = re.compile(r"\{([^{}]*)\}")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
+
+
+def _near_fields(tpl: str) -> list[str]:
+    """Braces that look meant as a field but would stay literal prompt text: ``{ sentence }``
+    (spaces) and ``{0}`` (a positional placeholder). Other braced text (``{}``, ``{a b}``) is
+    kept as written."""
+    out = []
+    for m in _BRACED_RE.finditer(tpl):
+        inner = m.group(1)
+        name = inner.strip()
+        if name.isdigit():
+            out.append(f"prompt_template: '{m.group(0)}' at character {m.start() + 1} is not a field "
+                       "(positional placeholders are not filled; name the record's field, e.g. {sentence})")
+        elif name != inner and _NAME_RE.fullmatch(name):
+            out.append(f"prompt_template: '{m.group(0)}' at character {m.start() + 1} would stay literal text; "
+                       f"write the field without spaces, {{{name}}}")
+    return out
+
+
 def _problems(d: dict) -> list[str]:
     out = []
     unknown = sorted(k for k in d if k not in _KEYS and not str(k).startswith("_"))
@@ -94,11 +116,16 @@ def _problems(d: dict) -> list[str]:
     if out:
         return out
     tpl, total, splits = d["prompt_template"], d["total_virtual_tokens"], d["virtual_token_splits"]
+    doubled = _DOUBLED_RE.search(tpl)
+    if doubled:  # Jinja/format habit: not an unbalanced brace, a field written twice over
+        return [f"prompt_template {tpl!r}: '{doubled.group(0)}' at character {doubled.start() + 1}: fields are "
+                f"written with single braces, {{{doubled.group(1)}}}"]
     brace = unbalanced_brace(tpl)
     if brace is not None:
         # the fields cannot be read: checks of answer_field/truncate_field would only mislead
         return [f"prompt_template {tpl!r} has an unbalanced '{tpl[brace]}' at character {brace + 1} "
                 "(fields are written {name})"]
+    out += _near_fields(tpl)
     if not d["taskname"].strip():
         out.append("'taskname' is empty")
     if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in splits):

@@ -1,13 +1,15 @@
 """The HTTP API of ``ptune serve`` (FastAPI): routes, bearer-token auth, request checks.
 
 * ``POST /v1/predict`` — one record (a JSON object) or a list → one prediction or a list, in
-  order. Records are checked here (task known, input fields strings, count, body size) and
-  decoded by the :class:`~.batcher.Batcher` worker with eval's code (:mod:`..inference.router`).
+  order. Records are checked at the door (strict JSON, task known, input fields text a
+  tokenizer takes, count, body size) and decoded by the :class:`~.batcher.Batcher` worker with
+  eval's code (:mod:`..inference.router`); a record that still fails in the model fails alone.
 * ``GET /v1/tasks`` — the table's tasks with their template fields; ``POST /v1/reload`` —
   re-read the run's prompt table (also on SIGHUP); ``GET /health`` — no token needed.
 
-Every refusal is JSON: 422 ``{"detail": [{"loc": ["body", 1, "utterance"], "msg": …}]}`` (the
-shape of FastAPI's own validation errors), 401, 413; nothing a client sends stops the server.
+Every refusal is JSON (:mod:`.errors`): 422 ``{"detail": [{"loc": ["body", 1, "utterance"],
+"msg": …}]}`` (the shape of FastAPI's own validation errors), 400, 401, 409, 413, 415, 500,
+503; nothing a client sends stops the server or reaches another client's answer.
 """
 
 from __future__ import annotations
@@ -15,19 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
+import sys
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Body, Depends, FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ptune_cli.errors import UserError
 from ptune_cli.inference.router import RecordProblem
+from ptune_cli.serve.errors import (
+    AnswerOnShutdown,
+    RequestCheck,
+    error,
+    internal_error,
+    responses,
+    validation_error,
+)
 from ptune_cli.serve.state import ServeState
 
-_BRANCHES = ("Record", "list[Record]")
+PREDICT_PATH = "/v1/predict"
 
 
 class Record(BaseModel):
@@ -58,78 +68,10 @@ class Reloaded(BaseModel):
     removed: list[str]
 
 
-def _error(loc: list, msg: str, kind: str = "value_error") -> dict:
-    return {"loc": loc, "msg": msg, "type": kind}
-
-
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422 without the union's noise: only the errors of the shape that was sent (a
-    list or one record), the branch name dropped from each path."""
-    found = exc.errors()
-    sent_list = any(list(e.get("loc", ())) == ["body", "Record"] and isinstance(e.get("input"), list) for e in found)
-    branch = "list[Record]" if sent_list else "Record"
-    errors = []
-    for e in found:
-        loc = list(e.get("loc", ()))
-        if len(loc) > 1 and loc[0] == "body" and loc[1] in _BRANCHES:
-            if loc[1] != branch:
-                continue
-            loc = [loc[0], *loc[2:]]
-        msg = e.get("msg", "invalid")
-        if e.get("type") == "model_attributes_type":
-            msg = "expected a JSON object (a record with 'taskname' and the template's fields)"
-        errors.append(_error(loc, msg, e.get("type", "value_error")))
-    return JSONResponse({"detail": errors or [_error(["body"], "invalid request")]}, status_code=422)
-
-
-async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
-    """A bug answers JSON too (starlette's default is plain text); the server goes on."""
-    return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets 413 before anything parses it
-    (Content-Length checked first; a chunked body is counted as it arrives)."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._refuse(send)
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            more = message.get("more_body", False)
-            if size > self.limit:
-                return await self._refuse(send)
-        body = b"".join(chunks)
-        sent = False
-
-        async def replay():
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        return await self.app(scope, replay, send)
-
-    async def _refuse(self, send):
-        response = JSONResponse({"detail": [_error(["body"], f"request body over {self.limit} bytes "
-                                                   "(--max-request-bytes)")]}, status_code=413)
-        await response({"type": "http"}, None, send)
-
-
-def create_app(state: ServeState, *, handle_sighup: bool = False) -> FastAPI:
-    """The API over ``state`` (model and table loaded); the worker runs while the app does."""
+def create_app(state: ServeState, *, handle_sighup: bool = False, sighup_pending=None) -> FastAPI:
+    """The API over ``state`` (model and table loaded); the worker runs while the app does.
+    ``sighup_pending``: a ``threading.Event`` set by a SIGHUP that came while the model loaded
+    (the table is then re-read once the server runs)."""
     cfg = state.cfg
 
     @contextlib.asynccontextmanager
@@ -140,26 +82,30 @@ def create_app(state: ServeState, *, handle_sighup: bool = False) -> FastAPI:
 
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload_logged()))
+            if sighup_pending is not None and sighup_pending.is_set():
+                loop.create_task(_reload_logged())
         yield
         await asyncio.to_thread(state.batcher.stop)  # requests are done: uvicorn waited for them
 
     async def _reload_logged():
         try:
-            print(f"reloaded: {await _reload()}", flush=True)
+            print(f"reloaded: {await _reload()}", file=sys.stderr, flush=True)
         except UserError as e:
-            print(f"reload refused: {e}", flush=True)
+            print(f"reload refused: {e}", file=sys.stderr, flush=True)
 
-    auth = _auth(cfg.api_key)
+    auth = _auth(cfg.api_key)  # [] without a key: no security scheme in the schema either
+    locked = (401,) if auth else ()
     docs = cfg.api_key is None  # a browser cannot send the bearer token: /openapi.json only, with it
     app = FastAPI(title="ptune serve", summary="Predictions of a p-tuned prompt table (ptune-cli).",
                   lifespan=lifespan, docs_url="/docs" if docs else None, redoc_url=None,
                   openapi_url="/openapi.json" if docs else None)
     app.state.ptune = state
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(Exception, _internal_error)
-    app.add_middleware(BodyLimit, limit=cfg.max_request_bytes)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(RequestCheck, limit=cfg.max_request_bytes, json_paths=frozenset({PREDICT_PATH}))
+    app.add_middleware(AnswerOnShutdown)
     if not docs:
-        app.get("/openapi.json", include_in_schema=False, dependencies=[auth])(lambda: app.openapi())
+        app.get("/openapi.json", include_in_schema=False, dependencies=auth)(lambda: app.openapi())
 
     async def _reload() -> Reloaded:
         return Reloaded(**await asyncio.wrap_future(state.batcher.control(state.reload)))
@@ -168,36 +114,38 @@ def create_app(state: ServeState, *, handle_sighup: bool = False) -> FastAPI:
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    @app.get("/v1/tasks", dependencies=[auth])
+    @app.get("/v1/tasks", dependencies=auth, responses=responses(*locked))
     def tasks() -> list[TaskInfo]:
         return [TaskInfo(taskname=n, input_fields=t.input_fields, answer_field=t.answer_field,
                          prompt_template=t.prompt_template, total_virtual_tokens=t.total_virtual_tokens)
                 for n, t in state.templates().items()]
 
-    @app.post("/v1/reload", dependencies=[auth])
+    @app.post("/v1/reload", dependencies=auth, responses=responses(*locked, 409))
     async def reload() -> Reloaded:
         try:
             return await _reload()
         except UserError as e:
             raise HTTPException(409, detail=f"reload refused, the previous table still serves: {e}") from None
 
-    @app.post("/v1/predict", dependencies=[auth], response_model_exclude_none=True)
+    @app.post(PREDICT_PATH, dependencies=auth, response_model_exclude_none=True,
+              responses=responses(400, *locked, 413, 415, 422, 500, 503))
     async def predict(body: Annotated[Record | list[Record], Body()]) -> Prediction | list[Prediction]:
         one = not isinstance(body, list)
         records = [r.model_dump(exclude_unset=True) for r in ([body] if one else body)]
         if len(records) > cfg.max_records:
-            raise HTTPException(413, detail=[_error(["body"], f"{len(records)} records, at most {cfg.max_records} "
-                                                    "per request (--max-records)")])
+            raise HTTPException(413, detail=[error(["body"], f"{len(records)} records, at most {cfg.max_records} "
+                                                   "per request (--max-records)")])
         items = _checked(state, records, one)
         results = await asyncio.gather(*map(asyncio.wrap_future, state.batcher.submit(items)),
                                        return_exceptions=True)
-        problems = [_error(["body", *([] if one else [i]), r.field], r.message)
-                    for i, r in enumerate(results) if isinstance(r, RecordProblem)]
+        where = [["body", *([] if one else [i])] for i in range(len(results))]
+        problems = [error([*where[i], r.field], r.message) for i, r in enumerate(results) if isinstance(r, RecordProblem)]
         if problems:
             raise HTTPException(422, detail=problems)
-        failed = next((r for r in results if isinstance(r, BaseException)), None)
-        if failed is not None:
-            raise HTTPException(500, detail=f"prediction failed: {type(failed).__name__}: {failed}")
+        failed = [error(where[i], f"prediction failed: {type(r).__name__}: {r}", "prediction_error")
+                  for i, r in enumerate(results) if isinstance(r, BaseException)]
+        if failed:  # only this request's own records (the batcher isolates a failing one)
+            raise HTTPException(500, detail=failed)
         out = [Prediction(taskname=name, **fields) for (name, _), fields in zip(items, results, strict=True)]
         return out[0] if one else out
 
@@ -211,22 +159,23 @@ def _checked(state: ServeState, records: list[dict], one: bool) -> list[tuple[st
         try:
             items.append((state.check(rec), rec))
         except RecordProblem as e:
-            errors.append(_error(["body", *([] if one else [i]), e.field], e.message))
+            errors.append(error(["body", *([] if one else [i]), e.field], e.message))
     if errors:
         raise HTTPException(422, detail=errors)
     return items
 
 
-def _auth(api_key: str | None):
-    """A dependency checking ``Authorization: Bearer KEY`` (constant-time); none without a key."""
+def _auth(api_key: str | None) -> list:
+    """``dependencies`` checking ``Authorization: Bearer KEY`` (constant-time); none without a
+    key, so the OpenAPI schema declares bearer auth only when the server asks for it."""
+    if api_key is None:
+        return []
     bearer = HTTPBearer(auto_error=False, description="--api-key of ptune serve")
 
     # Depends as the default: the annotation stays resolvable from this module's globals
     def check(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-        if api_key is None:
-            return
         if creds is None or not secrets.compare_digest(creds.credentials.encode(), api_key.encode()):
             raise HTTPException(401, detail="missing or wrong bearer token (Authorization: Bearer KEY)",
                                 headers={"WWW-Authenticate": "Bearer"})
 
-    return Depends(check)
+    return [Depends(check)]

@@ -5,11 +5,16 @@ thread owns the model (and the tokenizer, which is not safe to share between thr
 blocks for the first queued record, then takes more until ``max_batch_size`` records or
 ``max_wait_s`` after the first, and runs them as one call of ``run_batch``. Control work
 (reloading the prompt table) goes through the same queue, so it never races a batch.
+
+A batch that raises is split in halves and each half run again, down to single records, so
+only the record(s) that made it fail get the error: one client's bad record never fails
+another client's request (a request cancelled meanwhile is not decoded at all).
 """
 
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -83,17 +88,31 @@ class Batcher:
                 self._run_control(pending)
 
     def _run(self, batch: list) -> None:
+        # a request cancelled while queued (shutdown, client gone) is not decoded
+        batch = [(item, fut) for item, fut in batch if fut.set_running_or_notify_cancel()]
+        if not batch:
+            return
         self.batches += 1
         self.largest = max(self.largest, len(batch))
-        try:
-            results = self.run_batch([item for item, _ in batch])
-        except Exception as e:  # noqa: BLE001 - the worker must survive any batch
-            results = [e] * len(batch)
+        results = self._isolated([item for item, _ in batch])
         for (_, fut), res in zip(batch, results, strict=True):
             if isinstance(res, BaseException):
                 fut.set_exception(res)
             else:
                 fut.set_result(res)
+
+    def _isolated(self, items: list) -> list:
+        """``run_batch(items)``; if it raises, each half on its own (bisection): the failing
+        record(s) get the exception, every other record its result."""
+        try:
+            return self.run_batch(items)
+        except Exception as e:  # noqa: BLE001 - the worker must survive any batch
+            if len(items) == 1:
+                print(f"ptune serve: a record failed in the model ({type(e).__name__}: {e}); "
+                      "its request gets 500, the others in its batch their answers", file=sys.stderr, flush=True)
+                return [e]
+            half = len(items) // 2
+            return self._isolated(items[:half]) + self._isolated(items[half:])
 
     @staticmethod
     def _run_control(c: _Control) -> None:

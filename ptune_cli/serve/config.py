@@ -42,6 +42,8 @@ class ServeConfig(DecodeOptions):
     api_key: str | None = option(None, panel=_HTTP,
                                  help="Bearer token every route but /health requires (Authorization: Bearer KEY); also read from PTUNE_API_KEY.")
     insecure: bool = option(False, panel=_HTTP, help="Allow a non-loopback --host without --api-key.")
+    drain_timeout: float = option(60.0, panel=_HTTP, help="On SIGTERM or Ctrl+C: seconds in-flight requests may "
+                                  "take to finish; those still running then get 503 and the server exits.")
     task: str | None = option(None, help="Task of the records without a 'taskname' (default: the table's only task).")
 
     @property
@@ -58,6 +60,8 @@ class ServeConfig(DecodeOptions):
                 p.append(f"{name} must be at least 1 (got {value})")
         if self.max_wait_ms < 0:
             p.append(f"--max-wait-ms must be >= 0 (got {self.max_wait_ms})")
+        if not self.drain_timeout >= 0:
+            p.append(f"--drain-timeout must be >= 0 seconds (got {self.drain_timeout})")
         if not is_loopback(self.host) and not self.api_key and not self.insecure:
             p.append(f"--host {self.host} is reachable from other machines: give --api-key KEY "
                      "(or --insecure to serve it without authentication)")

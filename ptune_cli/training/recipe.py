@@ -127,14 +127,19 @@ class TrainRecipe:
         empty = [n for n, t in self.templates.items() if t.total_virtual_tokens == 0]
         if empty:
             raise UserError(f"--template {cfg.template}: task(s) {', '.join(empty)} have no virtual tokens to train")
+        if cfg.max_length:  # before the model loads: 10^9 virtual tokens must not start to allocate
+            _check_room(self.templates, cfg.template, cfg.max_length, "--max-length")
         self.existing, model_name = load_existing(cfg, list(self.templates))
         self.model, self.tokenizer = load_causal_lm(model_name, device=self.accelerator.device)
         self.model_id = model_id(model_name)
         hidden = self.hidden_size
         if self.existing is not None and self.existing.meta.get("hidden_size") not in (None, hidden):
             raise UserError(f"--existing {cfg.existing}: hidden size {self.existing.meta['hidden_size']} ≠ model's {hidden}")
-        ctx = getattr(self.model.config, "max_position_embeddings", None) or 1024
-        self.max_length = cfg.max_length or min(int(ctx), 1024)
+        ctx = int(getattr(self.model.config, "max_position_embeddings", None) or 1024)
+        if cfg.max_length and cfg.max_length > ctx:
+            raise UserError(f"--max-length {cfg.max_length}: the model has {ctx} positions; give at most {ctx}")
+        self.max_length = cfg.max_length or min(ctx, 1024)
+        _check_room(self.templates, cfg.template, self.max_length, f"the model's {ctx} positions (--max-length)")
         self.train_data = load_examples(cfg.train, self.templates, self.tokenizer, self.max_length, flag="--train")
         self.val_data = load_examples(cfg.val, self.templates, self.tokenizer, self.max_length, flag="--val") if cfg.val else None
         self.gathered = check_gathered_head(self.model, self.tokenizer)
@@ -354,6 +359,15 @@ class TrainRecipe:
     def _emit(self, event: Event) -> None:
         if self.accelerator.is_main_process:  # one report, not one per process
             self._on_event(event)
+
+
+def _check_room(templates: dict[str, TaskTemplate], path, max_length: int, limit: str) -> None:
+    """One line for a task whose virtual tokens leave no room in an example (BOS, one answer
+    token and EOS at least): it could never train, and 10^9 tokens would fill the memory."""
+    for name, tpl in templates.items():
+        if tpl.total_virtual_tokens + 3 > max_length:
+            raise UserError(f"--template {path}: task '{name}': total_virtual_tokens {tpl.total_virtual_tokens} "
+                            f"does not fit in {max_length} tokens per example ({limit}); use fewer virtual tokens")
 
 
 def _warmup_cosine(optimizer, warmup: int, total: int):

@@ -69,8 +69,12 @@ class TranslationCache:
     def put_many(self, pairs: Iterable[tuple[str, Translation]]) -> None:
         """Store and commit translations (so they survive a crash right after)."""
         rows = [(self._key(src), tr.text, json.dumps(list(tr.flags))) for src, tr in pairs]
-        self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?)", rows)
-        self.db.commit()
+        try:
+            self.db.executemany("INSERT OR REPLACE INTO translations VALUES (?, ?, ?)", rows)
+            self.db.commit()
+        except sqlite3.OperationalError as e:  # "database or disk is full", a read-only file
+            raise UserError(f"--cache {self.path}: cannot write ({e}); free some space, or run with --no-cache; "
+                            "the translated records already written are kept") from None
 
     def close(self) -> None:
         self.db.close()

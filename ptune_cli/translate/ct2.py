@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import hub_source
 from ptune_cli.translate.config import TranslateConfig, default_cache_dir
 from ptune_cli.translate.quality import Translation, check_output, length_cap
 from ptune_cli.translate.seq2seq import (
@@ -47,7 +48,7 @@ def converted_dir(cfg: TranslateConfig, quantization: str) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=target.parent))
     try:
-        conv = TransformersConverter(cfg.model, revision=cfg.revision)
+        conv = TransformersConverter(hub_source(cfg.model, cfg.revision), revision=cfg.revision)
         conv.convert(str(tmp / "m"), quantization=quantization, force=True)
         try:
             os.replace(tmp / "m", target)

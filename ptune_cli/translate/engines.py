@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from ptune_cli.errors import UserError
-from ptune_cli.models import resolve_device, torch_dtype
+from ptune_cli.models import hub_source, resolve_device, torch_dtype
 from ptune_cli.translate.config import TranslateConfig
 from ptune_cli.translate.quality import Translation, check_output, length_cap
 from ptune_cli.translate.seq2seq import (
@@ -40,7 +40,8 @@ class HFEngine:
         self.device = resolve_device(cfg.device)
         dtype = torch_dtype(cfg.precision, self.device)
         try:
-            self.model = AutoModelForSeq2SeqLM.from_pretrained(cfg.model, revision=cfg.revision, dtype=dtype)
+            self.model = AutoModelForSeq2SeqLM.from_pretrained(hub_source(cfg.model, cfg.revision),
+                                                                revision=cfg.revision, dtype=dtype)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"--model: cannot load a seq2seq model from '{cfg.model}' ({first})") from None

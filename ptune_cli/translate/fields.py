@@ -102,8 +102,16 @@ def plan_record(record: dict, lineno: int, source: str, cfg: TranslateConfig, le
 def _plan_answers(plan: RecordPlan, source: str) -> None:
     """QA records: bracket every distinct gold answer in the context to be translated."""
     rec = plan.record
+    qa = QA_CONTEXT in rec and ("answer" in rec or "answers" in rec)
+    if qa and not (isinstance(rec[QA_CONTEXT], str) and rec[QA_CONTEXT].strip()):
+        got = "null" if rec[QA_CONTEXT] is None else repr(rec[QA_CONTEXT])[:20]
+        raise UserError(f"{at(source, plan.lineno, QA_CONTEXT)}: expected the non-empty text the answers are in, "
+                        f"got {got} (QA record)")
+    if qa and "answers" in rec and (not isinstance(rec["answers"], list) or not rec["answers"]):
+        raise UserError(f"{at(source, plan.lineno, 'answers')}: expected a non-empty list of strings, every gold "
+                        f"answer (QA record{'; answer is ' + repr(rec['answer'])[:40] if rec.get('answer') else ''})")
     context = next((p for p in plan.pieces if p.field == QA_CONTEXT and p.core), None)
-    if context is None or plan.utterance is not None or not ("answer" in rec or "answers" in rec):
+    if context is None or plan.utterance is not None or not qa:
         return
     answers = rec.get("answers", [rec.get("answer")])
     if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ptune_cli.io import STDIO, check_outputs, display_name, iter_records, write_records
+from ptune_cli.io import STDIO, check_outputs, display_name, iter_records, write_records, writing
 from ptune_cli.labels import load_label_map
 from ptune_cli.options import output_settings, validate
 from ptune_cli.resumable import (
@@ -173,6 +173,8 @@ def run_translate(
 
         report["score"] = score_records(final if final is not None else read_partial(Path(output)),
                                         reference, pairs, reference_field, gold=gold)
+        # an empty source is not translated (it stays empty): not scored, and said so
+        report["score"]["empty_sources_left_out"] = sum(not pc.core for p in plans for pc in p.pieces)
     if ctx.world > 1:
         ctx.close()
     return report
@@ -244,7 +246,8 @@ def _finish(partial: ResumableJSONL, output, ctx, n: int, totals: dict) -> tuple
         return None, totals
     partial.finish(None)
     stats_path = partial.path.with_name(partial.path.name + ".totals.json")
-    stats_path.write_text(json.dumps(totals), encoding="utf-8")
+    with writing(stats_path):
+        stats_path.write_text(json.dumps(totals), encoding="utf-8")
     ctx.barrier()
     if ctx.is_main:
         paths = [_partial_path(output, r, ctx.world) for r in range(ctx.world)]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import hub_source
 from ptune_cli.translate.config import TranslateConfig
 
 # Target-language codes multilingual models expect when the user gives a short code.
@@ -70,7 +71,7 @@ def load_tokenizer(cfg: TranslateConfig):
     if Path(cfg.model).is_dir() and not (Path(cfg.model) / "config.json").is_file():
         raise UserError(f"--model: folder '{cfg.model}' has no config.json (not a saved transformers model)")
     try:
-        tok = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision)
+        tok = AutoTokenizer.from_pretrained(hub_source(cfg.model, cfg.revision), revision=cfg.revision)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--model: cannot load tokenizer from '{cfg.model}' ({first})") from None
