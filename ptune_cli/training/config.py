@@ -41,8 +41,10 @@ class TrainConfig:
                                      "2·L·d_kv per virtual token).", panel=_PROMPT)
     encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp and "
                                         "--prefix-projection).", panel=_PROMPT)
-    init: str = option("random", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings "
-                       "of the text; for prefix: the frozen model's own keys/values of it).", panel=_PROMPT)
+    init: str = option("random", help="random (task name in the first rows), text:\"…\" (vocabulary embeddings "
+                       "of the text; for prefix: the frozen model's own keys/values of it), or labels (text: the "
+                       "task's answers listed from --train, e.g. 'Intents: …. Slot types: ….'; cut or repeated to "
+                       "T).", panel=_PROMPT)
     epochs: int = option(10, help="Passes over --train.", panel=_OPT)
     max_steps: int | None = option(None, help="Optimizer steps (overrides --epochs).", panel=_OPT)
     lr: float = option(3e-3, help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for "
@@ -78,8 +80,8 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Every invalid value (choices are checked by :func:`ptune_cli.options.validate`)."""
         p: list[str] = []
-        if self.init != "random" and not re.fullmatch(r"text:.*\S.*", self.init, flags=re.S):
-            p.append(f"--init must be 'random' or 'text:<some words>', got '{self.init}'")
+        if self.init not in ("random", "labels") and not re.fullmatch(r"text:.*\S.*", self.init, flags=re.S):
+            p.append(f"--init must be 'random', 'labels' or 'text:<some words>', got '{self.init}'")
         for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                         ("--grad-accum", self.grad_accum), ("--save-every", self.save_every)):
             if v < 1:

@@ -172,11 +172,12 @@ class TrainRecipe:
 
         cfg, acc = self.cfg, self.accelerator
         embed = self.model.get_input_embeddings()
+        init = self._init()
         if cfg.encoder == "prefix":
-            enc = build_prefix_encoder(self.model, self.templates, self.tokenizer, init=cfg.init,
+            enc = build_prefix_encoder(self.model, self.templates, self.tokenizer, init=init,
                                        projection=cfg.prefix_projection, hidden=cfg.encoder_hidden)
         else:
-            enc = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=cfg.init, hidden=cfg.encoder_hidden)
+            enc = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=init, hidden=cfg.encoder_hidden)
         self.encoder = enc.to(acc.device)
         self.optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_batches = len(shard(make_batches(self.train_data, cfg.batch_size, cfg.seed), 0, acc.num_processes, cfg.grad_accum))
@@ -184,6 +185,22 @@ class TrainRecipe:
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.warmup_steps = cfg.warmup_steps if cfg.warmup_steps is not None else min(50, self.total_steps // 10)
         self.scheduler = _warmup_cosine(self.optimizer, self.warmup_steps, self.total_steps)
+
+    def _init(self) -> str | dict[str, str]:
+        """--init, with ``labels`` resolved to each new task's answers in --train, listed."""
+        cfg = self.cfg
+        if cfg.init != "labels":
+            return cfg.init
+        from ptune_cli.labels import label_listing
+
+        inits = {}
+        for name in self.templates:
+            text = label_listing(self.train_data.answers.get(name, []))
+            if text is None:
+                raise UserError(f"--init labels: task '{name}' in --train {cfg.train} has no closed set of answers to "
+                                "list (free-text answers such as QA); use --init text:\"…\" or random")
+            inits[name] = "text:" + text
+        return inits
 
     @property
     def hidden_size(self) -> int:
