@@ -1,5 +1,5 @@
-"""Three ways to get Swedish prompts, on the same folds (used by `make crosslingual`, see
-pipelines/crosslingual.mk):
+"""Three ways to get Swedish prompts, on the same folds (used by `make crosslingual`, defined in
+pipelines/assistant-demo.mk):
 
   sv       trained on Swedish records (the translated / written-in-Swedish training data)
   en→sv    trained on the English records only, applied to Swedish (the published study's
