@@ -126,7 +126,7 @@ def test_svassistant_extends_the_svfiqa_tables_fold_by_fold(tmp_path):
     lines = _make_n("svassistant", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none")
     trains = [x for x in lines if "ptune train" in x]
     fiqa = [x for x in trains if "en-sentiment.json" in x]
-    assist = [x for x in trains if "en-intent-slot.json" in x]
+    assist = [x for x in trains if "templates/intent-slot-prefix.json" in x and "--encoder prefix --init labels" in x]
     assert len(fiqa) == len(assist) == 2 and len(trains) == 4 and not any("--existing" in x for x in fiqa)
     for fold, line in zip(("fold_00", "fold_01"), assist):
         existing = re.search(r"--existing (\S+)", line).group(1)
