@@ -171,7 +171,7 @@ def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> 
     from ptune_cli.models import model_id
 
     meta = _base_meta(cfg, task.run_meta)
-    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, cfg.decode
+    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, job.decode
     if cfg.mode == "baseline":
         meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
         meta.train, meta.seed = cfg.train, cfg.seed

@@ -22,9 +22,12 @@ PANEL = "Prediction"
 class DecodeOptions:
     """Decoding: how a prompt becomes a prediction (shared by eval, predict and serve)."""
 
-    decode: Literal["generate", "rank"] = option(
-        "generate", panel=PANEL,
-        help="generate: greedy generation; rank: score each candidate label by log-likelihood (classification).")
+    decode: Literal["auto", "generate", "structured", "rank"] = option(
+        "auto", panel=PANEL,
+        help="generate: greedy generation; structured: greedy generation that can only write the task's grammar "
+             "(intent/slot: known intents and slot types, values copied from the input; else one of the known "
+             "answers); rank: score each candidate label by log-likelihood (classification); auto: structured "
+             "for intent/slot tasks of a run, else generate.")
     batch_size: int = option(32, panel=PANEL, affects_output=False,
                              help="Records per batch (32 measured fastest on CPU for multi-line answers).")
     model: str | None = option(None, panel=PANEL,

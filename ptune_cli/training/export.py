@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ptune_cli import __version__
+from ptune_cli.ptuning.labelset import answers_in_file, describe_answers
 from ptune_cli.ptuning.table import save_prompt_table
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def export_table(recipe: TrainRecipe, prompts: dict) -> None:
             tasks[name] = {**entry, "from_existing": entry.get("from_existing") or str(cfg.existing)}
     data = recipe.train_data
     for name, tpl in recipe.templates.items():
+        answers = answers_in_file(cfg.train, name, tpl.answer_field)
         table[name] = prompts[name]
         templates[name] = tpl.to_dict()
         tasks[name] = {
@@ -56,6 +58,7 @@ def export_table(recipe: TrainRecipe, prompts: dict) -> None:
             "steps": recipe.step,
             "best_val_loss": recipe.best_val,
             "best_step": recipe.best_step,
+            "labels": describe_answers(answers, recipe.tokenizer),  # eval/predict/serve need no training file
         }
     meta = {
         "base_model": recipe.model_id,
