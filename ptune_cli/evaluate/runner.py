@@ -37,6 +37,7 @@ from ptune_cli.io import (
     write_json,
     write_records,
 )
+from ptune_cli.models import set_threads
 from ptune_cli.options import output_settings, validate
 from ptune_cli.resumable import (
     ResumableJSONL,
@@ -60,6 +61,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     after each batch. Returns the results dict.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     check_outputs({"-o": cfg.output, "--predictions-out": cfg.predictions_out},
                   {"--data": cfg.data, "--predictions": cfg.predictions, "--train": cfg.train,
                    "--template": cfg.template, "--normalize": cfg.normalize})

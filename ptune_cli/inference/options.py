@@ -40,6 +40,7 @@ class DecodeOptions:
                                       help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
     device: str = option("auto", panel=PANEL, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
     precision: Precision = option("auto", panel=PANEL, aliases=PRECISION_ALIASES, help=PRECISION_HELP)
+    threads: int | None = option(None, panel=PANEL, affects_output=False, help="CPU threads torch computes with (default: torch's own, one per core). Set it when other jobs share the CPU: a loaded 2-core machine ran 5x slower at the default than at --threads 1.")
     stop_at_newline: bool | None = option(None, panel=PANEL, flag="--stop-at-newline/--no-stop-at-newline",
                                           show_default=False,
                                           help="Stop at the first newline (default: when no known answer has a newline).")
@@ -49,6 +50,8 @@ class DecodeOptions:
         p = []
         if self.batch_size < 1:
             p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
+        if self.threads is not None and self.threads < 1:
+            p.append(f"--threads must be at least 1 (got {self.threads})")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
         return p
