@@ -37,6 +37,7 @@ from ptune_cli.io import (
     write_json,
     write_records,
 )
+from ptune_cli.models import set_threads
 from ptune_cli.options import output_settings, validate
 from ptune_cli.resumable import (
     ResumableJSONL,
@@ -60,6 +61,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     after each batch. Returns the results dict.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     check_outputs({"-o": cfg.output, "--predictions-out": cfg.predictions_out},
                   {"--data": cfg.data, "--predictions": cfg.predictions, "--train": cfg.train,
                    "--template": cfg.template, "--normalize": cfg.normalize})
@@ -171,7 +173,7 @@ def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> 
     from ptune_cli.models import model_id
 
     meta = _base_meta(cfg, task.run_meta)
-    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, cfg.decode
+    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, job.decode
     if cfg.mode == "baseline":
         meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
         meta.train, meta.seed = cfg.train, cfg.seed

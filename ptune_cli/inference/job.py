@@ -48,6 +48,7 @@ class Task:
     shots: int | None = None
     shot_lines: list[int] = field(default_factory=list)
     prepare: Callable[[dict], dict] | None = None  # record -> record (the baseline's shots)
+    labels: dict | None = None  # what the run knows of the answers (read once, see stored_labels)
 
 
 def pick_task(cfg, data: TestData, known: list[str], where: str) -> str:
@@ -93,10 +94,14 @@ def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
 
 
 def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
-    """Labels for rank decoding: --labels, else the answers of the training file (the run's
-    saved --train, or the baseline's --train), else the gold labels of the test data."""
+    """Labels for rank decoding: --labels, else the task's answers stored in the run, else the
+    answers of the training file (an older run's saved --train, or the baseline's --train),
+    else the gold labels of the test data."""
     if cfg.labels:
         return list(dict.fromkeys(x for x in cfg.labels if x))
+    stored = stored_labels(task).get("answers") if cfg.mode == "run" else None
+    if stored:  # written by ptune train: no need for the training file to still be there
+        return list(stored)
     train = (task.run_meta.get("hyperparameters") or {}).get("train") if cfg.mode == "run" else cfg.train
     name, answer = task.template.taskname, task.template.answer_field
     if isinstance(train, str) and Path(train).is_file():
@@ -107,6 +112,16 @@ def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
         if seen:
             return sorted(seen)
     return sorted(set(golds))
+
+
+def stored_labels(task: Task) -> dict:
+    """What the run knows of the task's answers (:mod:`ptune_cli.ptuning.labelset`); ``{}`` for a baseline."""
+    from ptune_cli.ptuning.labelset import task_labels
+
+    if task.labels is None:
+        task.labels = task_labels(task.run_meta, task.template.taskname, task.template.answer_field) \
+            if task.run_meta else {}
+    return task.labels
 
 
 @dataclass
@@ -124,6 +139,7 @@ class EvalJob:
     max_new_tokens: int
     stop_at_newline: bool
     candidates: list[str] | None = None  # rank decoding
+    labels: dict = field(default_factory=dict)  # structured decoding: the task's stored labels
     device: str = "cpu"
     dtype: str = "float32"
 
@@ -140,6 +156,7 @@ def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: 
               loaded: tuple | None = None) -> EvalJob:
     """Load the model on ``--device`` in ``--precision`` and encode every record; ``loaded``:
     ``(model, tokenizer)`` already loaded that way (predict and serve load once for every task)."""
+    from ptune_cli.inference.structured import resolve_decode
     from ptune_cli.models import resolve_device, torch_dtype
     from ptune_cli.ptuning.template import encode_example
 
@@ -147,17 +164,20 @@ def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: 
     dtype = torch_dtype(cfg.precision, device)
     model, tok = loaded if loaded is not None else load_model(cfg, task.model)
     check_prompt_fits(model, task.prompt, cfg.run)
-    max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
-    limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
-    cands = candidates(cfg, task, golds) if cfg.decode == "rank" else None
+    known = stored_labels(task).get("answer_tokens") if not golds else None
+    max_new = cfg.max_new_tokens or (known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds))
+    mode = resolve_decode(cfg.decode, stored_labels(task))
+    limit = _max_positions(model) - (max_new if mode != "rank" else 0)
+    cands = candidates(cfg, task, golds) if mode == "rank" else None
     horizon = max_new  # positions that follow the prompt: new tokens, or the longest candidate + EOS
     if cands:
         horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
     prepared = [task.prepare(r) if task.prepare else r for r in records]
     encs = [encode_example(task.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
-    return EvalJob(model, tok, task.template, task.prompt, prepared, encs, cfg.decode, cfg.batch_size,
-                   max_new, one_line, cands, device, str(dtype).removeprefix("torch."))
+    return EvalJob(model, tok, task.template, task.prompt, prepared, encs, mode, cfg.batch_size,
+                   max_new, one_line, cands, stored_labels(task) if mode == "structured" else {}, device,
+                   str(dtype).removeprefix("torch."))
 
 
 OnBatch = Callable[[list[tuple[int, dict]]], None]
@@ -175,7 +195,14 @@ def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch |
             on_batch([(i, _fields(p, scores[k] if scores else None, job.candidates))
                       for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
 
-    if job.decode == "rank":
+    if job.decode == "structured":
+        from ptune_cli.inference.structured import structured_texts
+
+        preds = structured_texts(job.model, job.tokenizer, job.template, job.labels, job.records, encs, job.prompt,
+                                 batch_size=job.batch_size, horizon=job.max_new_tokens, on_progress=on_progress,
+                                 on_batch=keep)
+        out = [{"prediction": p} for p in preds]
+    elif job.decode == "rank":
         preds, scores = rank_labels(job.model, job.tokenizer, job.template, job.records, encs, job.prompt,
                                     job.candidates, batch_size=job.batch_size, on_progress=on_progress,
                                     on_batch=keep)

@@ -57,6 +57,9 @@ def training_answers(task) -> list[str]:
     from ptune_cli.ptuning.table import PROMPT_META_FILE
 
     entry = (task.run_meta.get("tasks") or {}).get(task.template.taskname) or {}
+    labels = entry.get("labels")
+    if isinstance(labels, dict) and ("answers" in labels or "grammar" in labels):
+        return list(labels.get("answers") or [])  # stored by ptune train (intent/slot: none listed)
     origin = Path(str(entry.get("from_existing") or "")) / PROMPT_META_FILE
     if entry.get("from_existing") and origin.is_file():
         with contextlib.suppress(OSError, ValueError):  # best effort: the origin run may be gone or changed
@@ -112,7 +115,8 @@ class Router:
             probe_job = build_job(cfg, task, [], answers, one_line, loaded=loaded)
             if cfg.decode == "rank" and not probe_job.candidates:
                 raise UserError(f"task '{name}': --decode rank needs --labels (the run's training file is not there)")
-            resolved = dataclasses.replace(cfg, max_new_tokens=probe_job.max_new_tokens, labels=probe_job.candidates)
+            resolved = dataclasses.replace(cfg, max_new_tokens=probe_job.max_new_tokens, labels=probe_job.candidates,
+                                           decode=probe_job.decode)  # auto resolved once per task
             self.tasks[name] = RoutedTask(task, resolved, one_line)
         self.loaded = loaded
         self.model_name = probe.model if table.tasknames else None

@@ -61,12 +61,16 @@ class TrainConfig:
                                           "pass: less memory, ~30% slower (every encoder).", affects_output=False,
                                           panel=_OPT)
     precision: Precision = option("auto", help="Autocast: " + PRECISION_HELP, aliases=PRECISION_ALIASES, panel=_OPT)
+    threads: int | None = option(None, affects_output=False, panel=_OPT, help="CPU threads torch computes with (default: torch's own, one per core). Set it when other jobs share the CPU: a loaded 2-core machine ran 5x slower at the default than at --threads 1.")
     seed: int = option(42, help="Seed for the encoder init and the batch order.", panel=_OPT)
     eval_every: int | None = option(None, help="Steps between val evaluations (default: each epoch).", panel=_RUN)
     early_stopping_patience: int | None = option(
         10, help="Stop after this many evaluations without val improvement (0: off).", panel=_RUN)
     min_delta: float = option(0.001, help="Val improvement that counts.", panel=_RUN)
     save_every: int = option(50, help="Steps between checkpoints.", affects_output=False, panel=_RUN)
+    keep_steps: bool = option(True, flag="--keep-steps/--no-keep-steps", affects_output=False, panel=_RUN,
+                              help="At each checkpoint also write the prompts of that step as a prompt table in "
+                                   "RUN_DIR/steps/step_N (evaluate it with `ptune eval --run RUN_DIR/steps/step_N`).")
     resume: bool = option(False, help="Continue an interrupted run in -o from its last checkpoint.",
                           affects_output=False, panel=_RUN)
     report_to: Literal["none", "tensorboard", "wandb"] = option(
@@ -86,7 +90,8 @@ class TrainConfig:
                         ("--grad-accum", self.grad_accum), ("--save-every", self.save_every)):
             if v < 1:
                 p.append(f"{flag} must be >= 1, got {v}")
-        for flag, v in (("--max-steps", self.max_steps), ("--eval-every", self.eval_every), ("--encoder-hidden", self.encoder_hidden)):
+        for flag, v in (("--max-steps", self.max_steps), ("--eval-every", self.eval_every), ("--encoder-hidden", self.encoder_hidden),
+                        ("--threads", self.threads)):
             if v is not None and v < 1:
                 p.append(f"{flag} must be >= 1, got {v}")
         if self.max_length is not None and self.max_length < 4:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptune_cli import __version__
+from ptune_cli.ptuning.labelset import answers_in_file, describe_answers
 from ptune_cli.ptuning.table import save_prompt_table
 
 if TYPE_CHECKING:
@@ -29,9 +31,18 @@ def _tokenizer_meta(tok) -> dict:
     }
 
 
-def export_table(recipe: TrainRecipe, prompts: dict) -> None:
-    """Write RUN_DIR/prompt_table.{safetensors,json}: the new tasks' ``prompts`` plus, byte for
-    byte, every task of the --existing table."""
+STEPS_DIR = "steps"
+
+
+def step_dir(run_dir, step: int) -> Path:
+    """Where ``--keep-steps`` writes the prompt table of ``step``: RUN_DIR/steps/step_000050."""
+    return Path(run_dir) / STEPS_DIR / f"step_{step:06d}"
+
+
+def export_table(recipe: TrainRecipe, prompts: dict, out_dir=None) -> None:
+    """Write RUN_DIR/prompt_table.{safetensors,json} (or into ``out_dir``: an intermediate
+    step's table): the new tasks' ``prompts`` plus, byte for byte, every task of the
+    --existing table."""
     cfg, existing, started = recipe.cfg, recipe.existing, recipe.started
     table: dict = {}
     templates: dict = {}
@@ -56,6 +67,7 @@ def export_table(recipe: TrainRecipe, prompts: dict) -> None:
             "steps": recipe.step,
             "best_val_loss": recipe.best_val,
             "best_step": recipe.best_step,
+            "labels": _labels(recipe, name, tpl),  # eval/predict/serve need no training file
         }
     meta = {
         "base_model": recipe.model_id,
@@ -68,4 +80,15 @@ def export_table(recipe: TrainRecipe, prompts: dict) -> None:
         "created_by": "ptune train",
         "ptune_version": __version__,
     }
-    save_prompt_table(cfg.output, table, meta)
+    if out_dir is not None:
+        meta["intermediate_step"] = recipe.step
+    save_prompt_table(cfg.output if out_dir is None else out_dir, table, meta)
+
+
+def _labels(recipe: TrainRecipe, name: str, tpl) -> dict:
+    """The task's ``labels`` entry (:mod:`ptune_cli.ptuning.labelset`), read from --train once per run."""
+    cache = recipe.__dict__.setdefault("_labels_cache", {})
+    if name not in cache:
+        answers = answers_in_file(recipe.cfg.train, name, tpl.answer_field)
+        cache[name] = describe_answers(answers, recipe.tokenizer)
+    return cache[name]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import set_threads
 from ptune_cli.options import validate
 from ptune_cli.ptuning.data import EncodedSet, collate, load_examples, make_batches, shard
 from ptune_cli.ptuning.model import answer_loss
@@ -34,7 +35,7 @@ from ptune_cli.training.events import (
     TrainResult,
     listener,
 )
-from ptune_cli.training.export import export_table, param_counts
+from ptune_cli.training.export import export_table, param_counts, step_dir
 from ptune_cli.training.rundir import StepLog, load_existing, resume_checkpoint, write_config
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ def run_train(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None)
     validation), then :class:`Finished`.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     from ptune_cli.tracking import TrainTracking  # --report-to: a listener on the events
 
     with TrainTracking(cfg, on_event) as tracking:
@@ -343,6 +345,8 @@ class TrainRecipe:
             if not done:  # a finished run keeps no optimizer state (it can be 2× the encoder)
                 ckpt.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict())
             save_checkpoint(self.cfg.output, ckpt)
+            if self.cfg.keep_steps and not done:  # an intermediate step can be evaluated
+                export_table(self, acc.unwrap_model(self.encoder).table(), step_dir(self.cfg.output, self.step))
         acc.wait_for_everyone()
 
     def _restore(self, ckpt: dict) -> None:
