@@ -113,31 +113,6 @@ def looks_like_intent_slot(text: object) -> bool:
     return isinstance(text, str) and "Intent:" in text
 
 
-MAX_LISTED_ANSWERS = 200
-
-
-def label_listing(answers: list[str]) -> str | None:
-    """The text naming a task's closed answer set, which ``train --init labels`` starts the
-    prompts from: ``"Intents: a, b.\nSlot types: x, y.\n"`` for intent/slot labels (names as
-    written, sorted), else ``"Answers: a, b, c.\n"``. None when the answers are not a closed set
-    (more than :data:`MAX_LISTED_ANSWERS` distinct ones, e.g. free-text QA answers)."""
-    if answers and all(looks_like_intent_slot(a) for a in answers):
-        intents, types = set(), set()
-        for a in answers:
-            layout = parse_label_layout(a)
-            if layout is None:
-                continue
-            intents.add(layout.intent.strip())
-            types.update(s.type for s in layout.slots or ())
-        intents.discard("")
-        text = "Intents: " + ", ".join(sorted(intents)) + "."
-        return text + ("\nSlot types: " + ", ".join(sorted(types)) + "." if types else "") + "\n"
-    distinct = sorted({a.strip() for a in answers if a.strip()})
-    if not distinct or len(distinct) > MAX_LISTED_ANSWERS:
-        return None
-    return "Answers: " + ", ".join(distinct) + ".\n"
-
-
 # ---------------------------------------------------------------------------------------------
 # Intent/slot grammar: structural view (for translate)
 

@@ -181,7 +181,7 @@ def test_resume_compares_the_options_that_change_the_output():
     from ptune_cli.options import output_fields
 
     free = {f for f in TrainConfig.__dataclass_fields__} - set(output_fields(TrainConfig))
-    assert free == {"output", "resume", "report_to", "save_every", "gradient_checkpointing"}
+    assert free == {"output", "resume", "report_to", "save_every", "gradient_checkpointing", "threads", "keep_steps"}
 
 
 def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
@@ -375,14 +375,17 @@ def test_existing_with_a_broken_template_is_refused(tiny_lm_dir, data, tmp_path)
 
 
 def test_label_listing_names_a_closed_answer_set():
-    from ptune_cli.labels import label_listing
+    from ptune_cli.ptuning.labelset import describe_answers, label_listing
+
+    def listing(answers):
+        return label_listing(describe_answers(answers))
 
     labels = ["\nIntent: alarm_set\nSlots: time(seven am), date(today)", "\nIntent: iot_coffee\nSlots: None",
               "\nIntent: alarm_set\nSlots: time(six)"]
-    assert label_listing(labels) == "Intents: alarm_set, iot_coffee.\nSlot types: date, time.\n"
-    assert label_listing(["\nIntent: iot_coffee\nSlots: None"]) == "Intents: iot_coffee.\n"
-    assert label_listing(["positiv", "negativ", "positiv "]) == "Answers: negativ, positiv.\n"
-    assert label_listing([f"answer {i}" for i in range(201)]) is None and label_listing([]) is None
+    assert listing(labels) == "Intents: alarm_set, iot_coffee.\nSlot types: date, time.\n"
+    assert listing(["\nIntent: iot_coffee\nSlots: None"]) == "Intents: iot_coffee.\n"
+    assert listing(["positiv", "negativ", "positiv"]) == "Answers: negativ, positiv.\n"
+    assert listing([f"answer {i}" for i in range(300)]) is None and listing([]) is None
 
 
 def test_init_labels_starts_each_task_from_its_own_answers(tiny_lm_dir, data, tmp_path):
@@ -408,7 +411,7 @@ def test_init_labels_refuses_free_text_answers_in_one_line(tiny_lm_dir, data, tm
     from ptune_cli.cli import app
 
     free = write(tmp_path / "free.jsonl", [{"taskname": "sentiment-task", "sentence": f"s {i}", "label": f"word {i}"}
-                                           for i in range(201)])
+                                           for i in range(300)])
     r = CliRunner().invoke(app, ["train", "--train", free, "-o", str(tmp_path / "r"), "--template", SENT_TPL,
                                  "--model", str(tiny_lm_dir), "--init", "labels", "--max-steps", "1"])
     assert r.exit_code == 1 and "--init labels: task 'sentiment-task'" in r.output and "Traceback" not in r.output

@@ -52,6 +52,19 @@ def describe_answers(answers: Iterable[str], tokenizer=None) -> dict:
     return out
 
 
+def label_listing(labels: dict) -> str | None:
+    """The text naming a task's closed answer set, which ``train --init labels`` starts the
+    prompts from: ``"Intents: a, b.\nSlot types: x, y.\n"`` for intent/slot tasks (names as
+    written, sorted), else ``"Answers: a, b, c.\n"``; None for free-text answers (QA)."""
+    if is_intent_slot(labels):
+        types = labels.get("slot_types") or []
+        return ("Intents: " + ", ".join(labels["intents"]) + "."
+                + ("\nSlot types: " + ", ".join(types) + "." if types else "") + "\n")
+    if labels.get("answers"):
+        return "Answers: " + ", ".join(labels["answers"]) + ".\n"
+    return None
+
+
 def answers_in_file(path, taskname: str, answer_field: str) -> list[str]:
     """The string answers of ``taskname``'s records in a JSONL file (records without a
     ``taskname`` count as the task's)."""

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ptune_cli import __version__
-from ptune_cli.ptuning.labelset import answers_in_file, describe_answers
 from ptune_cli.ptuning.table import save_prompt_table
 
 if TYPE_CHECKING:
@@ -67,7 +66,7 @@ def export_table(recipe: TrainRecipe, prompts: dict, out_dir=None) -> None:
             "steps": recipe.step,
             "best_val_loss": recipe.best_val,
             "best_step": recipe.best_step,
-            "labels": _labels(recipe, name, tpl),  # eval/predict/serve need no training file
+            "labels": recipe.labels[name],  # eval/predict/serve need no training file
         }
     meta = {
         "base_model": recipe.model_id,
@@ -84,11 +83,3 @@ def export_table(recipe: TrainRecipe, prompts: dict, out_dir=None) -> None:
         meta["intermediate_step"] = recipe.step
     save_prompt_table(cfg.output if out_dir is None else out_dir, table, meta)
 
-
-def _labels(recipe: TrainRecipe, name: str, tpl) -> dict:
-    """The task's ``labels`` entry (:mod:`ptune_cli.ptuning.labelset`), read from --train once per run."""
-    cache = recipe.__dict__.setdefault("_labels_cache", {})
-    if name not in cache:
-        answers = answers_in_file(recipe.cfg.train, name, tpl.answer_field)
-        cache[name] = describe_answers(answers, recipe.tokenizer)
-    return cache[name]

@@ -20,6 +20,7 @@ from ptune_cli.errors import UserError
 from ptune_cli.models import set_threads
 from ptune_cli.options import validate
 from ptune_cli.ptuning.data import EncodedSet, collate, load_examples, make_batches, shard
+from ptune_cli.ptuning.labelset import describe_answers, label_listing
 from ptune_cli.ptuning.model import answer_loss
 from ptune_cli.ptuning.table import PromptTable
 from ptune_cli.ptuning.template import TaskTemplate, load_templates
@@ -83,6 +84,7 @@ class TrainRecipe:
     total_steps: int
     warmup_steps: int
     gathered: bool  # the LM head runs on answer positions only
+    labels: dict[str, dict]  # per new task: what its answers look like (ptuning.labelset), stored in the table
     started: Started
 
     def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None):
@@ -144,6 +146,8 @@ class TrainRecipe:
         _check_room(self.templates, cfg.template, self.max_length, f"the model's {ctx} positions (--max-length)")
         self.train_data = load_examples(cfg.train, self.templates, self.tokenizer, self.max_length, flag="--train")
         self.val_data = load_examples(cfg.val, self.templates, self.tokenizer, self.max_length, flag="--val") if cfg.val else None
+        self.labels = {name: describe_answers(self.train_data.answers.get(name, []), self.tokenizer)
+                       for name in self.templates}
         self.gathered = check_gathered_head(self.model, self.tokenizer)
         if cfg.encoder == "prefix":
             self._check_prefix()
@@ -193,11 +197,9 @@ class TrainRecipe:
         cfg = self.cfg
         if cfg.init != "labels":
             return cfg.init
-        from ptune_cli.labels import label_listing
-
         inits = {}
         for name in self.templates:
-            text = label_listing(self.train_data.answers.get(name, []))
+            text = label_listing(self.labels[name])
             if text is None:
                 raise UserError(f"--init labels: task '{name}' in --train {cfg.train} has no closed set of answers to "
                                 "list (free-text answers such as QA); use --init text:\"…\" or random")
