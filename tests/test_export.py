@@ -88,8 +88,9 @@ def _predict(e, decode="generate", **kw) -> list[dict]:
 
 
 def _prompt_ids(e, rec) -> list[int]:
-    task = e["tasks"]["tasks"][rec["taskname"]]
-    return e["tok"](task["prompt"].format(**{f: rec[f] for f in task["input_fields"]}))["input_ids"]
+    from ptune_cli.inference.export import format_prompt
+
+    return e["tok"](format_prompt(e["tasks"]["tasks"][rec["taskname"]], rec))["input_ids"]
 
 
 def _generate(e, rec) -> list[int]:
@@ -245,6 +246,28 @@ def test_prompt_format_doubles_literal_braces_and_moves_the_answer_space():
     prompt, lead = prompt_format(tpl, ["<a>", "<b>", "<c>"])
     assert prompt == "<a><b> JSON {{}} of {sentence}<c> Label:" and lead == " "
     assert prompt.format(sentence="x {y}") == "<a><b> JSON {} of x {y}<c> Label:"
+
+
+def test_a_field_just_before_the_answer_sheds_its_trailing_spaces(tmp_path, tiny_lm_dir):
+    """ptune moves those spaces onto the answer: the tasks file says rstrip, and the ids match."""
+    from ptune_cli.inference.export import format_prompt
+
+    r = make_run(tmp_path, tiny_lm_dir)
+    table = load_prompt_table(r["run"])
+    tpl = TaskTemplate("glued", "<|VIRTUAL_PROMPT_0|> Text: {sentence}{label}", 4, [4], "label")
+    meta = {**table.meta, "templates": {**table.meta["templates"], "glued": tpl.to_dict()}}
+    save_prompt_table(r["run"], {**table.prompts, "glued": table.prompts[SENT.taskname].clone()}, meta)
+    out = run_export(ExportConfig(run=r["run"], output=str(tmp_path / "e"), task=["glued"]))["output"]
+    entry = json.loads((Path(out) / "ptune_tasks.json").read_text())["tasks"]["glued"]
+    assert entry["rstrip"] is True and entry["prompt"].endswith("Text: {sentence}")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(out)
+    rec = {"sentence": "ends with spaces   "}
+    enc = encode_example(tpl, rec, tok, include_answer=False)
+    ids = iter(tok.convert_tokens_to_ids(entry["virtual_tokens"]))
+    assert tok(format_prompt(entry, rec))["input_ids"] == [next(ids) if v else t for t, v in
+                                                            zip(enc.input_ids, enc.virtual_mask, strict=True)]
 
 
 def _invoke(*args):

@@ -289,6 +289,9 @@ def task_entry(table, name: str, tok, tokens: list[str]) -> dict:
              "virtual_tokens": tokens}
     if answers and len(answers) <= MAX_LABELS:
         entry["labels"] = answers
+    if prompt.endswith("}") and not prompt.endswith("}}"):
+        # "{sentence}{label}": ptune moves the value's trailing spaces onto the answer too
+        entry["rstrip"] = True
     return entry
 
 
@@ -313,6 +316,12 @@ def _sample_records(table, name: str, limit: int = 50) -> list[dict]:
     return out
 
 
+def format_prompt(entry: dict, record: dict) -> str:
+    """A task's prompt for ``record``, as a client builds it from ``ptune_tasks.json``."""
+    text = entry["prompt"].format(**{f: record[f] for f in entry["input_fields"]})
+    return text.rstrip(" ") if entry.get("rstrip") else text
+
+
 def check_ids(tpl, tok, entry: dict, token_ids: list[int], records: list[dict]) -> None:
     """UserError unless ``tok(entry["prompt"].format(**record))`` equals ptune's encoding of
     ``record`` (virtual positions holding ``token_ids``) for every record."""
@@ -322,7 +331,7 @@ def check_ids(tpl, tok, entry: dict, token_ids: list[int], records: list[dict]) 
         enc = encode_example(tpl, rec, tok, include_answer=False)
         it = iter(token_ids)
         want = [next(it) if v else t for t, v in zip(enc.input_ids, enc.virtual_mask, strict=True)]
-        got = tok(entry["prompt"].format(**{f: rec[f] for f in entry["input_fields"]}))["input_ids"]
+        got = tok(format_prompt(entry, rec))["input_ids"]
         if got != want:
             k = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
             raise UserError(f"task '{tpl.taskname}': the exported tokenizer splits the prompt differently from ptune "
@@ -346,6 +355,9 @@ def _write_folder(out: Path, model, tok, meta: dict) -> None:
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
         write_json(tmp / TASKS_FILE, meta)
+        mode = output_mode(tmp / "x")  # what open() gives a new file (some writers use mkstemp's 0600)
+        for f in tmp.iterdir():
+            f.chmod(mode)
         with writing(out):
             if out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
