@@ -135,6 +135,7 @@ def main() -> int:
     n = len(records)
     print(f"{n} records ({'Financial PhraseBank' if FPB.is_file() else 'built-in sentences'}), SmolLM2-135M, "
           f"torch threads {torch.get_num_threads()}, max_new_tokens {task['max_new_tokens']}, export took {t_export:.1f} s")
+    print(f"non-empty predictions: {sum(bool(p) for p in ours)}/{n}, distinct: {len(set(ours))}")
     print(f"{'method':<58} {'load s':>7} {'decode s':>9} {'rec/s':>6} {'vs predict':>10} {'same text':>9}")
     for name, load, t, preds in (
             (f"ptune predict (Router, batch {args.batch_size})", t_load_ptune, t_ptune, ours),
