@@ -11,7 +11,8 @@
 # Data: the demo's Swedish sentiment sample and its folds (pipelines/demo.mk, Gemma 3 270M; the
 # English side with TRANSLATE=none) and the intent/slot sample pipelines/assistant/ (768
 # records; CM_INTENT_RECORDS=N keeps its first N, it is shuffled) split into the same number of
-# folds. Ends in $(CM_DIR)/summary.json (one row per method and data set), results.md and
+# folds. CM_TEST_RECORDS=N scores every method on the first N test records of each fold (a
+# reduced run: decoding is most of the time on CPU). Ends in $(CM_DIR)/summary.json (one row per method and data set), results.md and
 # plots/accuracy-vs-bytes.png. THREADS=N pins torch's threads (training, decoding and the matmul
 # peak the GFLOP/s are compared with); empty: torch's default.
 # Measured: see README, "Comparing methods".
@@ -23,6 +24,7 @@ CM_STEPS := $(DEMO_STEPS)
 CM_BATCH := $(DEMO_BATCH)
 THREADS ?=
 CM_INTENT_RECORDS ?=
+CM_TEST_RECORDS ?=
 LORA_LR ?= 2e-4
 LORA_R ?= 8
 FULL_LR ?= 3e-5
@@ -46,7 +48,7 @@ CM_INTENT_SETTINGS := data=intent-slot-sample ; src=$(CM_INTENT_SRC) ; records=$
 CM_INTENT_DATA := $(RESULTS)/data/intent-slot-sample-$(CM_LANG)-k$(CM_FOLDS)-$(call _hash,$(CM_INTENT_SETTINGS))
 CM_SETTINGS := $(DEMO_SETTINGS) ; $(CM_INTENT_SETTINGS) ; intent_template=$(CM_INTENT_TEMPLATE) ; \
   p-tuning=--encoder lstm --lr $(DEMO_LR) ; p-tuning-v2=--encoder prefix --lr $(PREFIX_LR) ; \
-  lora=r $(LORA_R) lr $(LORA_LR) ; full=lr $(FULL_LR) ; steps=$(CM_STEPS) ; batch=$(CM_BATCH) ; threads=$(or $(THREADS),default)
+  lora=r $(LORA_R) lr $(LORA_LR) ; full=lr $(FULL_LR) ; test_records=$(or $(CM_TEST_RECORDS),all) ; steps=$(CM_STEPS) ; batch=$(CM_BATCH) ; threads=$(or $(THREADS),default)
 CM_DIR := $(RESULTS)/compare-methods/$(call _slug,$(notdir $(patsubst %/,%,$(subst packaged:,,$(CM_MODEL)))))-$(CM_LANG)-k$(CM_FOLDS)-s$(CM_STEPS)-$(call _hash,$(CM_SETTINGS))
 CM_FOLD_NAMES := $(call _fold_names,$(CM_FOLDS))
 
@@ -66,12 +68,12 @@ $(CM_INTENT_DATA)/folds/manifest.json: $(CM_INTENT_DATA)/all.jsonl
 define CM_METHOD
 .PRECIOUS: $(1)/stats/fold_%.json $(1)/eval/fold_%.json
 
-$(1)/stats/fold_%.json: $(2)/manifest.json $(3) | $(CM_DIR)/settings.txt
+$(1)/stats/fold_%.json: $(2)/manifest.json $(patsubst %/,%,$(dir $(1)))/test/fold_%/test.jsonl $(3) | $(CM_DIR)/settings.txt
 	@mkdir -p $(1)/stats $(1)/pred
 	$(4)
 
 $(1)/eval/fold_%.json: $(1)/stats/fold_%.json
-	$$(PTUNE) eval --predictions $(1)/pred/fold_$$*.jsonl --data $(2)/fold_$$*/test.jsonl -o $$@ $(5)
+	$$(PTUNE) eval --predictions $(1)/pred/fold_$$*.jsonl --data $(patsubst %/,%,$(dir $(1)))/test/fold_$$*/test.jsonl -o $$@ --train-fraction 1 $(5)
 
 $(1)/summary.json: $(foreach f,$(CM_FOLD_NAMES),$(1)/eval/$(f).json)
 	$$(PTUNE) report $$^ -o $$@ --markdown $(1)/summary.md --key $(6)
@@ -81,22 +83,28 @@ endef
 CM_PTUNE = $(CM_SCRIPT) measure --stats $(1)/stats/fold_$$*.json --run $(1)/runs/fold_$$* -- \
 	  $$(PTUNE) train --train $(2)/fold_$$*/train.jsonl --val $(2)/fold_$$*/val.jsonl --template $(3) --model $(CM_MODEL) \
 	  -o $(1)/runs/fold_$$* --resume $(4) && \
-	$(CM_ENV) $$(PTUNE) eval --run $(1)/runs/fold_$$* --data $(2)/fold_$$*/test.jsonl -o $(1)/pred/fold_$$*.run.json \
+	$(CM_ENV) $$(PTUNE) eval --run $(1)/runs/fold_$$* --data $(patsubst %/,%,$(dir $(1)))/test/fold_$$*/test.jsonl -o $(1)/pred/fold_$$*.run.json \
 	  --predictions-out $(1)/pred/fold_$$*.jsonl $(5)
 # $(call CM_FINETUNE,DIR,FOLDS_DIR,TEMPLATE,METHOD,LR,DECODE_FLAGS)
 CM_FINETUNE = $(CM_SCRIPT) finetune --method $(4) --lr $(5) --model $(CM_MODEL) --template $(3) \
-	  --train $(2)/fold_$$*/train.jsonl --test $(2)/fold_$$*/test.jsonl --predictions-out $(1)/pred/fold_$$*.jsonl \
+	  --train $(2)/fold_$$*/train.jsonl --test $(patsubst %/,%,$(dir $(1)))/test/fold_$$*/test.jsonl --predictions-out $(1)/pred/fold_$$*.jsonl \
 	  --stats $(1)/stats/fold_$$*.json --steps $(CM_STEPS) --batch-size $(CM_BATCH) --seed $(SEED) --lora-r $(LORA_R) \
 	  $(6)
 # $(call CM_BASELINE,DIR,FOLDS_DIR,TEMPLATE,KIND,DECODE_FLAGS)
 CM_BASELINE = $(CM_SCRIPT) measure --stats $(1)/stats/fold_$$*.json \
 	  $(if $(filter few,$(4)),--template $(3) --train $(2)/fold_$$*/train.jsonl --shots $(CM_SHOTS) --seed $(SEED)) -- \
-	  $$(PTUNE) eval --baseline $(4) --template $(3) --data $(2)/fold_$$*/test.jsonl --model $(CM_MODEL) \
+	  $$(PTUNE) eval --baseline $(4) --template $(3) --data $(patsubst %/,%,$(dir $(1)))/test/fold_$$*/test.jsonl --model $(CM_MODEL) \
 	  $(if $(filter few,$(4)),--train $(2)/fold_$$*/train.jsonl --shots $(CM_SHOTS) --seed $(SEED)) \
 	  -o $(1)/pred/fold_$$*.run.json --predictions-out $(1)/pred/fold_$$*.jsonl $(5)
 
 # $(call CM_DATASET,NAME,FOLDS_DIR,TEMPLATE,PT_FLAGS,DECODE_FLAGS,SCORE_FLAGS,KEY)
+# Every method reads the same test file per fold: the fold's, or its first CM_TEST_RECORDS.
 define CM_DATASET
+.PRECIOUS: $(CM_DIR)/$(1)/test/fold_%/test.jsonl
+$(CM_DIR)/$(1)/test/fold_%/test.jsonl: $(2)/manifest.json
+	@mkdir -p $$(@D)
+	$(if $(CM_TEST_RECORDS),head -n $(CM_TEST_RECORDS) $(2)/fold_$$*/test.jsonl > $$@.tmp && mv $$@.tmp $$@,cp $(2)/fold_$$*/test.jsonl $$@)
+
 $(eval $(call CM_METHOD,$(CM_DIR)/$(1)/p-tuning,$(2),$(3),$(call CM_PTUNE,$(CM_DIR)/$(1)/p-tuning,$(2),$(3),--encoder lstm --lr $(DEMO_LR) $(4),$(5)),$(6),$(7)))
 $(eval $(call CM_METHOD,$(CM_DIR)/$(1)/p-tuning-v2,$(2),$(3),$(call CM_PTUNE,$(CM_DIR)/$(1)/p-tuning-v2,$(2),$(3),--encoder prefix --lr $(PREFIX_LR) $(4),$(5)),$(6),$(7)))
 $(eval $(call CM_METHOD,$(CM_DIR)/$(1)/lora,$(2),$(3),$(call CM_FINETUNE,$(CM_DIR)/$(1)/lora,$(2),$(3),lora,$(LORA_LR),$(5)),$(6),$(7)))

@@ -112,7 +112,14 @@ def finetune(args) -> None:
     from accelerate.utils import set_seed
 
     from ptune_cli.evaluate.config import EvalConfig
-    from ptune_cli.inference.job import TestData, build_job, decode, load_task, task_template, with_prediction
+    from ptune_cli.inference.job import (
+        TestData,
+        build_job,
+        decode,
+        load_task,
+        task_template,
+        with_prediction,
+    )
     from ptune_cli.models import load_causal_lm
     from ptune_cli.ptuning.data import collate, load_examples, make_batches, shard
     from ptune_cli.ptuning.model import answer_loss, check_gathered_head
