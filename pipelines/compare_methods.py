@@ -40,7 +40,7 @@ from ptune_cli.io import atomic_output, iter_records, write_json, write_records 
 
 METHODS = ("p-tuning", "p-tuning-v2", "lora", "full", "zero-shot", "few-shot")
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
-FLOP_STEPS = 3  # optimizer steps counted by torch's FLOP counter (excluded from the step time)
+FLOP_STEPS = 2  # optimizer steps counted by torch's FLOP counter (excluded from the step time)
 ADD_LATER = {
     "p-tuning": "yes: a row of the prompt table (`--existing`)",
     "p-tuning-v2": "yes: a row of the prompt table (`--existing`)",
@@ -238,7 +238,9 @@ def shots_bytes(template: str, train: str, shots: int, seed: int) -> int:
     from ptune_cli.ptuning.template import load_templates
 
     tpl = next(iter(load_templates(template).values()))
-    base = build_baseline(tpl, draw_shots(train, tpl, shots, seed), one_line=True)
+    drawn = draw_shots(train, tpl, shots, seed)
+    one_line = not any("\n" in str(r.get(tpl.answer_field, "")) for _, r in drawn)  # as ptune eval separates them
+    base = build_baseline(tpl, drawn, one_line=one_line)
     return len(base.prefix.encode("utf-8"))
 
 
