@@ -12,7 +12,8 @@
 # English side with TRANSLATE=none) and the intent/slot sample pipelines/assistant/ (768
 # records; CM_INTENT_RECORDS=N keeps its first N, it is shuffled) split into the same number of
 # folds. CM_TEST_RECORDS=N scores every method on the first N test records of each fold (a
-# reduced run: decoding is most of the time on CPU). Ends in $(CM_DIR)/summary.json (one row per method and data set), results.md and
+# reduced run: decoding is most of the time on CPU); CM_DATASETS=sentiment (or intent-slot) runs
+# one data set. Ends in $(CM_DIR)/summary.json (one row per method and data set), results.md and
 # plots/accuracy-vs-bytes.png. THREADS=N pins torch's threads (training, decoding and the matmul
 # peak the GFLOP/s are compared with); empty: torch's default.
 # Measured: see README, "Comparing methods".
@@ -113,7 +114,7 @@ $(eval $(call CM_METHOD,$(CM_DIR)/$(1)/zero-shot,$(2),$(3),$(call CM_BASELINE,$(
 $(eval $(call CM_METHOD,$(CM_DIR)/$(1)/few-shot,$(2),$(3),$(call CM_BASELINE,$(CM_DIR)/$(1)/few-shot,$(2),$(3),few,$(5)),$(6),$(7)))
 endef
 
-CM_DATASETS := sentiment intent-slot
+CM_DATASETS ?= sentiment intent-slot
 CM_METHODS := p-tuning p-tuning-v2 lora full zero-shot few-shot
 $(eval $(call CM_DATASET,sentiment,$(CM_SENT_FOLDS),$(DEMO_TEMPLATE),$(CM_SENT_PT),$(CM_SENT_DECODE),$(CM_SENT_SCORE),accuracy))
 $(eval $(call CM_DATASET,intent-slot,$(CM_INTENT_DATA)/folds,$(CM_INTENT_TEMPLATE),$(CM_INTENT_PT),$(CM_INTENT_DECODE),$(CM_INTENT_SCORE),intent.accuracy))
