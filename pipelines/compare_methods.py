@@ -1,4 +1,4 @@
-"""P-tuning against LoRA, full fine-tuning and the frozen model, on the same folds (`make compare-methods`).
+"""P-tuning against LoRA, full fine-tuning and the frozen model, on the same folds; used by `make compare-methods`.
 
     python pipelines/compare_methods.py finetune --method lora|full --model M --template T \
         --train FOLD/train.jsonl --test FOLD/test.jsonl --predictions-out PRED.jsonl --stats S.json \
