@@ -1,5 +1,6 @@
 # pipelines/experiments.mk — included by the top-level Makefile (`-include pipelines/experiments.mk`).
-# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad, assistant-demo, crosslingual, fetch-data.
+# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad,
+# assistant-demo, crosslingual, compare-methods, fetch-data.
 # Each experiment's settings live in pipelines/<target>.mk; this file holds what they share:
 # variables, the fold chain (kfold → train → eval → report) and the settings-keyed result paths.
 #
@@ -31,7 +32,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 EVAL_ARGS ?=
 
-.PHONY: demo svfiqa svassistant baseline data-reduction qa-demo svsquad fetch-data
+.PHONY: demo svfiqa svassistant baseline data-reduction qa-demo svsquad compare-methods fetch-data
 
 # a literal comma inside $(call …) arguments
 , := ,
@@ -149,3 +150,4 @@ include pipelines/baseline.mk
 include pipelines/data-reduction.mk
 include pipelines/qa.mk
 include pipelines/assistant-demo.mk
+include pipelines/compare-methods.mk

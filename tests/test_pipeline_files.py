@@ -17,7 +17,7 @@ from ptune_cli.labels import load_label_map
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = REPO / "pipelines"
-TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction", "qa", "assistant-demo"]
+TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction", "qa", "assistant-demo", "compare-methods"]
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
 
