@@ -178,7 +178,8 @@ def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> 
     meta.skipped = sum(e is None for e in job.encodings)
     meta.truncated = sum(e is not None and e.truncated for e in job.encodings)
     meta.resumed, meta.batch_size, meta.device, meta.dtype = resumed, cfg.batch_size, job.device, job.dtype
-    meta.max_new_tokens, meta.stop_at_newline, meta.candidates = job.max_new_tokens, job.stop_at_newline, job.candidates
+    s = job.setting
+    meta.max_new_tokens, meta.stop_at_newline, meta.candidates = s.max_new_tokens, s.stop_at_newline, s.candidates
     return meta
 
 

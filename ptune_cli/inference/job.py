@@ -111,21 +111,23 @@ def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
 
 @dataclass
 class EvalJob:
-    """Everything decoding needs, typed (was 12 positional parameters)."""
+    """Everything decoding needs, typed: the model, the records as encoded, and per record its
+    task's :class:`~.setting.DecodeSetting` (records of several tasks decode together)."""
 
     model: Any
     tokenizer: Any
-    template: TaskTemplate
-    prompt: Any  # torch.Tensor [T, h], Prefix, or None
     records: list[dict]  # as encoded (a baseline's carry its shots)
     encodings: list  # per record an Encoded, or None when it does not fit the model
+    settings: list  # per record its task's DecodeSetting
     decode: str
     batch_size: int
-    max_new_tokens: int
-    stop_at_newline: bool
-    candidates: list[str] | None = None  # rank decoding
     device: str = "cpu"
     dtype: str = "float32"
+
+    @property
+    def setting(self):
+        """The first record's setting (a one-task job's only one)."""
+        return self.settings[0] if self.settings else None
 
 
 def load_model(cfg, name: str | None):
@@ -136,16 +138,11 @@ def load_model(cfg, name: str | None):
     return load_causal_lm(name, dtype=torch_dtype(cfg.precision, device), device=device)
 
 
-def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
-              loaded: tuple | None = None) -> EvalJob:
-    """Load the model on ``--device`` in ``--precision`` and encode every record; ``loaded``:
-    ``(model, tokenizer)`` already loaded that way (predict and serve load once for every task)."""
-    from ptune_cli.models import resolve_device, torch_dtype
-    from ptune_cli.ptuning.template import encode_example
+def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: bool):
+    """The task's decoding, resolved once: generation limit (``--max-new-tokens``, else from
+    ``golds``), candidates (rank), and the longest prompt that fits the model."""
+    from ptune_cli.inference.setting import DecodeSetting
 
-    device = resolve_device(cfg.device)
-    dtype = torch_dtype(cfg.precision, device)
-    model, tok = loaded if loaded is not None else load_model(cfg, task.model)
     check_prompt_fits(model, task.prompt, cfg.run)
     max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
     limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
@@ -154,10 +151,30 @@ def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: 
     if cands:
         horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
-    prepared = [task.prepare(r) if task.prepare else r for r in records]
-    encs = [encode_example(task.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
-    return EvalJob(model, tok, task.template, task.prompt, prepared, encs, cfg.decode, cfg.batch_size,
-                   max_new, one_line, cands, device, str(dtype).removeprefix("torch."))
+    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit)
+
+
+def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None) -> EvalJob:
+    """Encode each record with its task's setting (``prepare``: the baseline's shots)."""
+    from ptune_cli.models import resolve_device, torch_dtype
+    from ptune_cli.ptuning.template import encode_example
+
+    device = resolve_device(cfg.device)
+    dtype = torch_dtype(cfg.precision, device)
+    prepared = [prepare(r) if prepare else r for r in records]
+    encs = [encode_example(s.template, r, tok, include_answer=False, max_length=s.limit)
+            for r, s in zip(prepared, settings, strict=True)]
+    return EvalJob(model, tok, prepared, encs, list(settings), cfg.decode, cfg.batch_size, device,
+                   str(dtype).removeprefix("torch."))
+
+
+def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
+              loaded: tuple | None = None) -> EvalJob:
+    """Load the model on ``--device`` in ``--precision`` and encode every record of one task;
+    ``loaded``: ``(model, tokenizer)`` already loaded that way."""
+    model, tok = loaded if loaded is not None else load_model(cfg, task.model)
+    setting = resolve_setting(cfg, task, model, tok, golds, one_line)
+    return make_job(cfg, model, tok, records, [setting] * len(records), task.prepare)
 
 
 OnBatch = Callable[[list[tuple[int, dict]]], None]
@@ -165,25 +182,25 @@ OnBatch = Callable[[list[tuple[int, dict]]], None]
 
 def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch | None = None) -> dict[int, dict]:
     """``{index: {"prediction": …}}`` (+ ``"scores"`` with rank decoding) for the records with
-    ``todo[i]``; the others (done in an earlier run) are not decoded."""
-    from ptune_cli.inference.decode import generate_texts, rank_labels
+    ``todo[i]``; the others (done in an earlier run) are not decoded. Records of different
+    tasks share batches."""
+    from ptune_cli.inference.decode import generate_rows, rank_rows
 
     encs = [e if want else None for e, want in zip(job.encodings, todo, strict=True)]
+    cands = [s.candidates for s in job.settings]
 
     def keep(idx, preds, scores=None):
         if on_batch is not None:
-            on_batch([(i, _fields(p, scores[k] if scores else None, job.candidates))
+            on_batch([(i, _fields(p, scores[k] if scores else None, cands[i]))
                       for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
 
     if job.decode == "rank":
-        preds, scores = rank_labels(job.model, job.tokenizer, job.template, job.records, encs, job.prompt,
-                                    job.candidates, batch_size=job.batch_size, on_progress=on_progress,
-                                    on_batch=keep)
-        out = [_fields(p, s, job.candidates) for p, s in zip(preds, scores, strict=True)]
+        preds, scores = rank_rows(job.model, job.tokenizer, job.records, encs, job.settings,
+                                  batch_size=job.batch_size, on_progress=on_progress, on_batch=keep)
+        out = [_fields(p, s, c) for p, s, c in zip(preds, scores, cands, strict=True)]
     else:
-        preds = generate_texts(job.model, job.tokenizer, encs, job.prompt, batch_size=job.batch_size,
-                               max_new_tokens=job.max_new_tokens, stop_at_newline=job.stop_at_newline,
-                               on_progress=on_progress, on_batch=keep)
+        preds = generate_rows(job.model, job.tokenizer, encs, job.settings, batch_size=job.batch_size,
+                              on_progress=on_progress, on_batch=keep)
         out = [{"prediction": p} for p in preds]
     return {i: f for i, f in enumerate(out) if todo[i]}
 
