@@ -237,26 +237,24 @@ def _rank_batch(model, pad_id: int, encs, prompts, cands: list[list[list[int]]])
     return [s + r for s, r in zip(scores, rest, strict=True)]
 
 
-_HEAD_OK: dict[int, tuple[object, bool]] = {}
-
-
-def gathered_head_ok(model, tokenizer) -> bool:
-    """:func:`check_gathered_head`, once per model (a full-vocabulary forward pass)."""
-    hit = _HEAD_OK.get(id(model))
-    if hit is None or hit[0] is not model:
-        hit = _HEAD_OK[id(model)] = (model, check_gathered_head(model, tokenizer))
-    return hit[1]
+def require_gathered_head(model, tokenizer) -> None:
+    """UserError unless candidate-only logits reproduce the model's head
+    (:func:`check_gathered_head`: a full-vocabulary forward pass; serve runs it at load)."""
+    if not check_gathered_head(model, tokenizer):  # refuse rather than rank wrongly
+        raise UserError(f"--decode rank: the LM head of {type(model).__name__} post-processes logits in a way "
+                        "ptune does not reproduce; use --decode generate")
 
 
 @torch.inference_mode()
 def rank_rows(model, tokenizer, records: Sequence[dict], encs: Sequence[Encoded | None],
               settings: Sequence[DecodeSetting], *, batch_size: int = 32, on_progress: Progress = None,
-              on_batch: OnBatch = None) -> tuple[list[str], list[list[float] | None]]:
+              on_batch: OnBatch = None, head_checked: bool = False) -> tuple[list[str], list[list[float] | None]]:
     """The most likely candidate of its task per record, and every candidate's log-likelihood
     (input order; records of different tasks share batches).
 
     ``None`` encodings give ``""`` and no scores. ``on_batch(indices, preds, scores)`` sees
-    each finished batch.
+    each finished batch. ``head_checked``: the caller ran :func:`require_gathered_head` on this
+    model already (serve, once at load).
     """
     preds: list[str] = [""] * len(encs)
     all_scores: list[list[float] | None] = [None] * len(encs)
@@ -266,10 +264,8 @@ def rank_rows(model, tokenizer, records: Sequence[dict], encs: Sequence[Encoded 
             cands[id(s)] = candidate_ids(s.template, tokenizer, records[i], s.candidates)
     if not cands:
         return preds, all_scores
-    if not gathered_head_ok(model, tokenizer):
-        # candidate-only logits need the head reproduced exactly: refuse rather than rank wrongly
-        raise UserError(f"--decode rank: the LM head of {type(model).__name__} post-processes logits in a way "
-                        "ptune does not reproduce; use --decode generate")
+    if not head_checked:
+        require_gathered_head(model, tokenizer)
     prompts = [s.prompt for s in settings]
     for idx in _batches(encs, batch_size, batch_cost=32.0):  # one continuation pass per batch
         horizon = max(len(c) for i in idx for c in cands[id(settings[i])])

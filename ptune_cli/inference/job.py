@@ -123,6 +123,7 @@ class EvalJob:
     batch_size: int
     device: str = "cpu"
     dtype: str = "float32"
+    head_checked: bool = False  # rank: the model's head was checked once already (the Router)
 
     @property
     def setting(self):
@@ -154,7 +155,7 @@ def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: boo
     return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit)
 
 
-def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None) -> EvalJob:
+def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None, head_checked: bool = False) -> EvalJob:
     """Encode each record with its task's setting (``prepare``: the baseline's shots)."""
     from ptune_cli.models import resolve_device, torch_dtype
     from ptune_cli.ptuning.template import encode_example
@@ -165,7 +166,7 @@ def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None)
     encs = [encode_example(s.template, r, tok, include_answer=False, max_length=s.limit)
             for r, s in zip(prepared, settings, strict=True)]
     return EvalJob(model, tok, prepared, encs, list(settings), cfg.decode, cfg.batch_size, device,
-                   str(dtype).removeprefix("torch."))
+                   str(dtype).removeprefix("torch."), head_checked)
 
 
 def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
@@ -196,7 +197,8 @@ def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch |
 
     if job.decode == "rank":
         preds, scores = rank_rows(job.model, job.tokenizer, job.records, encs, job.settings,
-                                  batch_size=job.batch_size, on_progress=on_progress, on_batch=keep)
+                                  batch_size=job.batch_size, on_progress=on_progress, on_batch=keep,
+                                  head_checked=job.head_checked)
         out = [_fields(p, s, c) for p, s, c in zip(preds, scores, cands, strict=True)]
     else:
         preds = generate_rows(job.model, job.tokenizer, encs, job.settings, batch_size=job.batch_size,

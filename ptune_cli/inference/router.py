@@ -116,6 +116,10 @@ class Router:
                 raise UserError(f"task '{name}': --decode rank needs --labels (the run's training file is not there)")
             self.tasks[name] = RoutedTask(task, setting)
         self.loaded = loaded
+        if cfg.decode == "rank" and loaded is not None:
+            from ptune_cli.inference.decode import require_gathered_head
+
+            require_gathered_head(*loaded)  # once per model, not per batch
 
     @property
     def tasknames(self) -> list[str]:
@@ -138,7 +142,7 @@ class Router:
             return {}
         model, tok = self.loaded
         job = make_job(self.cfg, model, tok, [items[i][1] for i in idx],
-                       [self.tasks[items[i][0]].setting for i in idx])
+                       [self.tasks[items[i][0]].setting for i in idx], head_checked=True)
         skipped = [idx[k] for k, e in enumerate(job.encodings) if e is None]
 
         def keep(batch):

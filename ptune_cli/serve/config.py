@@ -34,7 +34,10 @@ class ServeConfig(DecodeOptions):
     host: str = option("127.0.0.1", panel=_HTTP, help="Address to bind (loopback by default).")
     port: int = option(8000, panel=_HTTP, help="TCP port (0: any free port, printed at start).")
     max_batch_size: int = option(32, panel=_HTTP,
-                                 help="Most records the worker takes from the queue at once (concurrent requests share a batch).")
+                                 help="Most records in one model batch: the worker takes up to this many from the queue "
+                                      "(concurrent requests and tasks share a batch).")
+    batch_size: int = option(32, cli=False, affects_output=False,
+                             help="Set to --max-batch-size: serve has one batch size.")
     max_wait_ms: float = option(10.0, panel=_HTTP,
                                 help="How long the worker waits for more records after the first before it decodes.")
     max_records: int = option(256, panel=_HTTP, help="Most records in one request (more: 413).")
