@@ -28,7 +28,7 @@ import torch
 from ptune_cli.errors import UserError
 from ptune_cli.inference.prefill import left_pad, prefill, shared_prefix_len, window_split
 from ptune_cli.inference.setting import DecodeSetting
-from ptune_cli.ptuning.model import check_gathered_head, head_logits, run_cached, sliding_window
+from ptune_cli.ptuning.lm import check_gathered_head, head_logits, run_cached, sliding_window
 from ptune_cli.ptuning.template import Encoded, TaskTemplate, encode_example
 
 __all__ = ["left_pad", "shared_prefix_len", "sliding_window"]  # kept importable from here

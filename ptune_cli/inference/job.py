@@ -226,31 +226,19 @@ def _fields(pred: str, scores, cands) -> dict:
 def check_prompt_fits(model, prompt, where) -> None:
     """UserError when a table's prompt was made for another model (hidden size, or a prefix's
     layers × KV heads × head dim)."""
-    if prompt is None:
-        return
-    from ptune_cli.ptuning.prefix import Prefix, kv_layout
+    from ptune_cli.ptuning.model import kind_of
 
-    if isinstance(prompt, Prefix):
-        want = kv_layout(model)
-        got = (prompt.kv.shape[0], prompt.kv.shape[2], prompt.kv.shape[4])
-        if got != want:
-            raise UserError(f"{where}: the prefix has (layers, kv heads, head dim) {got} but the model has {want} "
-                            "(evaluate with the base model the run was trained on; --model)")
-        return
-    hidden = model.get_input_embeddings().weight.shape[1]
-    if prompt.shape[-1] != hidden:
-        raise UserError(f"{where}: prompts have hidden size {prompt.shape[-1]} but the model has "
-                        f"{hidden} (evaluate with the base model the run was trained on; --model)")
+    problem = None if prompt is None else kind_of(prompt).fit_problem(model, prompt)
+    if problem:
+        raise UserError(f"{where}: {problem} (evaluate with the base model the run was trained on; --model)")
 
 
 def _prefix_window_limit(model, prompt, horizon: int) -> int:
-    """A prefix must stay inside every sliding window (as in training): longer records do not
-    fit (empty prediction, counted), rather than losing the prefix in the sliding layers."""
-    from ptune_cli.ptuning.model import sliding_window
-    from ptune_cli.ptuning.prefix import Prefix
+    """The longest prompt that keeps ``prompt`` usable with ``horizon`` tokens to follow (a
+    prefix stays inside every sliding window, as in training)."""
+    from ptune_cli.ptuning.model import kind_of
 
-    w = sliding_window(model) if isinstance(prompt, Prefix) else None
-    return 1 << 30 if w is None else w - 1 - horizon
+    return kind_of(prompt).position_limit(model, prompt, horizon)
 
 
 def _auto_max_new_tokens(tok, golds: list[str]) -> int:

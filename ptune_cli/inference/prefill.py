@@ -23,8 +23,8 @@ from typing import Any
 
 import torch
 
-from ptune_cli.ptuning.model import run_cached, sliding_window
-from ptune_cli.ptuning.prefix import Prefix, as_prompt, cache_dtype, split_virtual
+from ptune_cli.ptuning.model import PrefixKind, as_prompt, kind_of, run_cached, sliding_window
+from ptune_cli.ptuning.prefix import cache_dtype, split_virtual
 from ptune_cli.ptuning.template import Encoded
 
 
@@ -66,7 +66,7 @@ def per_row(prompts, n: int) -> list:
 
 def prompt_key(p) -> int:
     """Rows with the same key share a prompt (a task's tensor is one object for its lifetime)."""
-    return id(p.kv) if isinstance(p, Prefix) else id(p)
+    return id(p.kv) if kind_of(p) is PrefixKind else id(p)
 
 
 @dataclass
@@ -78,32 +78,28 @@ class _Group:
     n_virt: int = 0  # input-prompt rows among them
 
     @property
+    def kind(self):
+        return kind_of(self.prompt)
+
+    @property
     def offset(self) -> int:
-        """Cache positions before the own tokens: BOS + the prefix."""
-        return len(self.before) + self.prompt.length if isinstance(self.prompt, Prefix) else 0
+        """Cache positions before the own tokens: BOS + a prefix."""
+        return self.kind.offset(self.before, self.prompt)
 
     @property
     def head_len(self) -> int:
         return self.offset + self.n_pre
 
 
-def _own(enc: Encoded, prompt) -> Encoded:
-    """A prefix row's tokens after its prefix (placeholders dropped); an input row as it is."""
-    if not isinstance(prompt, Prefix):
-        return enc
-    rest = split_virtual(enc)[1]
-    return Encoded(rest, [False] * len(rest), [], 0, False)
-
-
 def _layout(encs, prompts, share: bool) -> tuple[list[_Group], list[Encoded], int]:
     """Groups, own encodings, and the padded width of the whole batch."""
-    own = [_own(e, p) for e, p in zip(encs, prompts, strict=True)]
+    own = [kind_of(p).own(e, p) for e, p in zip(encs, prompts, strict=True)]
     groups: dict[int, _Group] = {}
     for b, p in enumerate(prompts):
         groups.setdefault(prompt_key(p), _Group(p)).rows.append(b)
     for g in groups.values():
         first = own[g.rows[0]]
-        if isinstance(g.prompt, Prefix):
+        if g.kind is PrefixKind:
             g.before = split_virtual(encs[g.rows[0]])[0]
         g.n_pre = shared_prefix_len([own[b] for b in g.rows]) if share else 0
         g.n_virt = sum(first.virtual_mask[: g.n_pre])
@@ -133,7 +129,7 @@ def window_split(model, encs: Sequence[Encoded | None], idx: list[int], prompts:
     out: dict[tuple, list[int]] = {}
     for i in idx:
         p = as_prompt(prompts[i])
-        key = (prompt_key(p), len(encs[i].input_ids)) if isinstance(p, Prefix) else ("input",)
+        key = (prompt_key(p), len(encs[i].input_ids)) if kind_of(p) is PrefixKind else ("input",)
         out.setdefault(key, []).append(i)
     return list(out.values())
 
@@ -166,13 +162,13 @@ def _prefix_cache(model, groups: list[_Group], device):
                 _, c = run_cached(model.base_model, input_ids=torch.tensor([g.before], device=device))
             bos[tuple(g.before)] = [(layer.keys[0], layer.values[0]) for layer in c.layers]
             dtype = c.layers[0].keys.dtype
-    first = next(g.prompt.kv for g in groups if isinstance(g.prompt, Prefix))
+    first = next(g.prompt.kv for g in groups if g.kind is PrefixKind)
     n_layers, _, n_kv, _, d = first.shape
     cache = DynamicCache(config=model.config)
     for i in range(n_layers):
         kv = torch.zeros(2, len(groups), n_kv, width, d, dtype=dtype, device=device)
         for r, g in enumerate(groups):
-            if not isinstance(g.prompt, Prefix):
+            if g.kind is not PrefixKind:
                 continue
             parts = [g.prompt.kv[i].to(device=device, dtype=dtype)]
             if g.before:
@@ -226,7 +222,7 @@ def prefill(model, encs: Sequence[Encoded], prompts, pad_id: int, *, horizon: in
     n_pre = [groups[r].n_pre for r in group_of]
     rest = [Encoded(o.input_ids[k:], o.virtual_mask[k:], [], 0, False) for o, k in zip(own, n_pre, strict=True)]
     ids, own_mask, vmask = left_pad(rest, pad_id, device)
-    sources = [None if isinstance(p, Prefix) or p is None else p[groups[r].n_virt :]
+    sources = [None if kind_of(p) is PrefixKind or p is None else p[groups[r].n_virt :]
                for p, r in zip(prompts, group_of, strict=True)]
     mask = torch.cat([head_mask, own_mask], dim=1)
     pos = head_len[:, None] + (own_mask.cumsum(-1) - 1).clamp(min=0)

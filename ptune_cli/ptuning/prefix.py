@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ptune_cli.ptuning.model import head_logits, run_cached, sliding_window
+from ptune_cli.ptuning.lm import head_logits, run_cached, sliding_window
 from ptune_cli.ptuning.template import MARKER_RE, Encoded, TaskTemplate
 
 _LAYOUT: dict[int, tuple[object, tuple[int, int, int]]] = {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import ClassVar
 
 from ptune_cli.inference.options import DecodeOptions
 from ptune_cli.options import option
@@ -30,14 +31,14 @@ def is_loopback(host: str) -> bool:
 class ServeConfig(DecodeOptions):
     """Options of ``ptune serve``."""
 
+    CLI_OMIT: ClassVar[frozenset[str]] = frozenset({"batch_size"})  # one batch size: --max-batch-size
+
     run: str = option(help="Run folder with the prompt table (from ptune train); re-read on SIGHUP or POST /v1/reload.")
     host: str = option("127.0.0.1", panel=_HTTP, help="Address to bind (loopback by default).")
     port: int = option(8000, panel=_HTTP, help="TCP port (0: any free port, printed at start).")
     max_batch_size: int = option(32, panel=_HTTP,
                                  help="Most records in one model batch: the worker takes up to this many from the queue "
                                       "(concurrent requests and tasks share a batch).")
-    batch_size: int = option(32, cli=False, affects_output=False,
-                             help="Set to --max-batch-size: serve has one batch size.")
     max_wait_ms: float = option(10.0, panel=_HTTP,
                                 help="How long the worker waits for more records after the first before it decodes.")
     max_records: int = option(256, panel=_HTTP, help="Most records in one request (more: 413).")

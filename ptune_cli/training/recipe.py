@@ -343,7 +343,7 @@ class TrainRecipe:
         acc = self.accelerator
         prompts = self.best_prompts if self.best_prompts is not None else acc.unwrap_model(self.encoder).table()
         if acc.is_main_process:
-            export_table(self, prompts)
+            self._export(prompts)
         self._checkpoint(done=True)
         s, data = self.started, self.train_data
         result = TrainResult(
@@ -355,6 +355,18 @@ class TrainRecipe:
         )
         self._emit(Finished(result))
         return result
+
+    def _export(self, prompts: dict) -> None:
+        cfg, s, data = self.cfg, self.started, self.train_data
+        training = {name: {"train_examples": data.counts[name], "skipped_too_long": data.skipped[name],
+                           "truncated": data.truncated[name], "steps": self.step, "best_val_loss": self.best_val,
+                           "best_step": self.best_step} for name in self.templates}
+        hyper = {**cfg.to_dict(), "total_steps": s.total_steps, "warmup_steps": s.warmup_steps,
+                 "effective_batch_size": s.effective_batch_size, "max_length": s.max_length}
+        export_table(cfg.output, prompts, self.templates, training=training, encoder=cfg.encoder,
+                     prefix_projection=cfg.prefix_projection, base_model=self.model_id, tokenizer=self.tokenizer,
+                     hidden_size=s.hidden_size, hyperparameters=hyper, existing=self.existing,
+                     existing_path=cfg.existing)
 
     def _emit(self, event: Event) -> None:
         if self.accelerator.is_main_process:  # one report, not one per process
