@@ -78,7 +78,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     if partial is not None:
         partial.discard()  # outputs are complete: nothing left to resume
     if cfg.report_to != "none":
-        from ptune_cli.tracking import log_eval
+        from ptune_cli.evaluate.tracking import log_eval
 
         log_eval(cfg.report_to, cfg.output, results, pred_recs, columns)
     return results

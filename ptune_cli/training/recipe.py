@@ -52,7 +52,7 @@ def run_train(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None)
     validation), then :class:`Finished`.
     """
     validate(cfg)
-    from ptune_cli.tracking import TrainTracking  # --report-to: a listener on the events
+    from ptune_cli.training.tracking import TrainTracking  # --report-to: a listener on the events
 
     with TrainTracking(cfg, on_event) as tracking:
         recipe = TrainRecipe(cfg, tracking)
