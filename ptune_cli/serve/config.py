@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ptune_cli.inference.options import DecodeOptions
-from ptune_cli.options import option
+from ptune_cli.options import flag_of, option
 
 _HTTP = "Server"
 _LOOPBACK_NAMES = {"localhost", "ip6-localhost", "ip6-loopback"}
@@ -56,17 +56,17 @@ class ServeConfig(DecodeOptions):
 
     def problems(self) -> list[str]:
         p = self.decode_problems()
+        flag = lambda name: flag_of(self, name)  # noqa: E731 - messages name flags through the declaration
         if not 0 <= self.port <= 65535:
-            p.append(f"--port must be in 0..65535 (got {self.port})")
-        for name, value in (("--max-batch-size", self.max_batch_size), ("--max-records", self.max_records),
-                            ("--max-request-bytes", self.max_request_bytes)):
-            if value < 1:
-                p.append(f"{name} must be at least 1 (got {value})")
+            p.append(f"{flag('port')} must be in 0..65535 (got {self.port})")
+        for name in ("max_batch_size", "max_records", "max_request_bytes"):
+            if getattr(self, name) < 1:
+                p.append(f"{flag(name)} must be at least 1 (got {getattr(self, name)})")
         if self.max_wait_ms < 0:
-            p.append(f"--max-wait-ms must be >= 0 (got {self.max_wait_ms})")
+            p.append(f"{flag('max_wait_ms')} must be >= 0 (got {self.max_wait_ms})")
         if not self.drain_timeout >= 0:
-            p.append(f"--drain-timeout must be >= 0 seconds (got {self.drain_timeout})")
+            p.append(f"{flag('drain_timeout')} must be >= 0 seconds (got {self.drain_timeout})")
         if not is_loopback(self.host) and not self.api_key and not self.insecure:
-            p.append(f"--host {self.host} is reachable from other machines: give --api-key KEY "
-                     "(or --insecure to serve it without authentication)")
+            p.append(f"{flag('host')} {self.host} is reachable from other machines: give {flag('api_key')} KEY "
+                     f"(or {flag('insecure')} to serve it without authentication)")
         return p
