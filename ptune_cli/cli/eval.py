@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Annotated
-
 import typer
 
 from ptune_cli.cli._app import app, example, progress, stderr_console, stdout_console
@@ -12,7 +9,7 @@ from ptune_cli.evaluate.config import EvalConfig
 from ptune_cli.options import typer_command
 
 
-def _eval(cfg, markdown: bool = False) -> None:
+def _eval(cfg) -> None:
     from ptune_cli.evaluate.runner import run_eval
 
     with progress(transient=True) as bar:
@@ -25,7 +22,7 @@ def _eval(cfg, markdown: bool = False) -> None:
     to_stderr = "-" in (cfg.output, cfg.predictions_out)  # stdout carries the JSON / JSONL then
     per_task = results.get("tasks") or {None: results}  # a test file of several tasks: one table each
     for name, res in per_task.items():
-        if markdown:
+        if cfg.markdown:
             from ptune_cli.evaluate.report import results_markdown
 
             typer.echo((f"### {name}\n\n" if name else "") + results_markdown(res), nl=False, err=to_stderr)
@@ -50,8 +47,6 @@ typer_command(
         "ptune eval --run runs/qa-00 --data folds/fold_00/test.jsonl -o eval/fold_00.json --metric squad --lang sv --report-to wandb",
         "ptune eval --baseline few --shots 5 --train folds/fold_00/train.jsonl --template templates/sv-sentiment.json --data folds/fold_00/test.jsonl",
     ),
-    extra=[inspect.Parameter("markdown", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-        bool, typer.Option("--markdown", help="Print a markdown table instead of the rich table.")])],
 )
 
 
