@@ -1,5 +1,5 @@
 # pipelines/experiments.mk — included by the top-level Makefile (`-include pipelines/experiments.mk`).
-# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad, fetch-data.
+# Make targets defined here: demo, svfiqa, svassistant, baseline, data-reduction, qa-demo, svsquad, assistant-demo, crosslingual, fetch-data.
 # Each experiment's settings live in pipelines/<target>.mk; this file holds what they share:
 # variables, the fold chain (kfold → train → eval → report) and the settings-keyed result paths.
 #
@@ -148,3 +148,4 @@ include pipelines/svassistant.mk
 include pipelines/baseline.mk
 include pipelines/data-reduction.mk
 include pipelines/qa.mk
+include pipelines/assistant-demo.mk

@@ -12,13 +12,16 @@
 
 SVASSIST_TRANSLATE := $(or $(TRANSLATE),yes)
 SVASSIST_LANG := $(call _lang,$(SVASSIST_TRANSLATE))
-SVASSIST_STEPS := $(or $(STEPS),600)
+# The intent/slot recipe of `make assistant-demo` (README "Intent and slot filling"): a deep
+# prompt started from the listed intents and slot types (--init labels), lr 1e-2, 1,500 steps.
+SVASSIST_STEPS := $(or $(STEPS),1500)
 SVASSIST_RAW := $(ASSISTANT_RAW)
 # the full annotated CSV that `make fetch-data` downloads has unlabeled rows: add --skip-bad to list and drop them
 SVASSIST_PREPARE_ARGS ?= --source nlu-eval
-SVASSIST_TEMPLATE ?= templates/$(SVASSIST_LANG)-intent-slot.json
+# T=560 virtual positions; Gemma 3's 512-position sliding window takes T=400
+SVASSIST_TEMPLATE ?= templates/intent-slot-prefix$(if $(findstring gemma,$(MODEL)),-gemma).json
 SVASSIST_TRANSLATE_FLAGS ?= --fields utterance --label-format intent-slot
-SVASSIST_TRAIN_FLAGS = --max-steps $(SVASSIST_STEPS) --lr $(SVFIQA_LR) --batch-size $(SVFIQA_BATCH) --seed $(SEED) $(TRAIN_ARGS)
+SVASSIST_TRAIN_FLAGS = --encoder prefix --init labels --max-steps $(SVASSIST_STEPS) --lr $(or $(LR),1e-2) --batch-size $(SVFIQA_BATCH) --seed $(SEED) $(TRAIN_ARGS)
 SVASSIST_EVAL_FLAGS = --metric intent-slot $(EVAL_ARGS)
 
 SVASSIST_DATA_SETTINGS := data=assistant ; raw=$(abspath $(SVASSIST_RAW)) ; prepare=$(SVASSIST_PREPARE_ARGS) ; translate=$(SVASSIST_TRANSLATE) ; \

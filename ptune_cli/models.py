@@ -274,3 +274,15 @@ def load_causal_lm(name_or_path: str | None = None, *, dtype=None, device=None):
     if device is not None:
         model.to(device)
     return model, tok
+
+
+def set_threads(n: int | None) -> None:
+    """``--threads``: torch's intra-op threads, and its inter-op threads where they can still be
+    set (only before the first parallel work of the process). None: torch's default."""
+    if n is None:
+        return
+    import torch
+
+    torch.set_num_threads(n)
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(n)

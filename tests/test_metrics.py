@@ -166,3 +166,15 @@ def test_headline_keys():
     assert set(headline(score(["a"], ["a"]))) == {"accuracy", "macro_f1"}
     h = headline(score([COFFEE], [COFFEE]))
     assert h["intent.f1"] == 1.0 and h["slot.f1"] == 1.0 and h["exact_match"] == 1.0
+
+
+def test_invented_names_share_one_other_row():
+    golds = ["Intent: a\nSlots: date(today)", "Intent: b\nSlots: None", "Intent: a\nSlots: None"]
+    preds = ["Intent: brew_coffee\nSlots: mood(x)", "Intent: uber_ride\nSlots: None", "Intent: brew_coffee\nSlots: None"]
+    res = score_intent_slot(golds, preds)
+    rows = [(r["kind"], r["label"]) for r in res["per_label"]]
+    assert rows == [("intent", "a"), ("intent", "b"), ("intent", "(other)"), ("slot", "date"), ("slot", "(other)")]
+    other = res["per_label"][2]
+    assert other["predicted"] == 3 and other["names"] == {"brew_coffee": 2, "uber_ride": 1}
+    assert other["support"] == 0 and other["f1"] == 0.0
+    assert res["intent"]["accuracy"] == 0.0  # the headline numbers do not change

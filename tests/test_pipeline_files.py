@@ -17,7 +17,7 @@ from ptune_cli.labels import load_label_map
 
 REPO = Path(__file__).resolve().parents[1]
 PIPELINES = REPO / "pipelines"
-TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction", "qa"]
+TARGETS = ["demo", "svfiqa", "svassistant", "baseline", "data-reduction", "qa", "assistant-demo"]
 MAKE = shutil.which("make")
 needs_make = pytest.mark.skipif(MAKE is None, reason="make not installed")
 
@@ -126,7 +126,7 @@ def test_svassistant_extends_the_svfiqa_tables_fold_by_fold(tmp_path):
     lines = _make_n("svassistant", tmp_path, DATA_DIR="/data", FOLDS="2", TRANSLATE="none")
     trains = [x for x in lines if "ptune train" in x]
     fiqa = [x for x in trains if "en-sentiment.json" in x]
-    assist = [x for x in trains if "en-intent-slot.json" in x]
+    assist = [x for x in trains if "templates/intent-slot-prefix.json" in x and "--encoder prefix --init labels" in x]
     assert len(fiqa) == len(assist) == 2 and len(trains) == 4 and not any("--existing" in x for x in fiqa)
     for fold, line in zip(("fold_00", "fold_01"), assist):
         existing = re.search(r"--existing (\S+)", line).group(1)
@@ -272,3 +272,56 @@ def test_intent_slot_sample_is_parallel_complete_and_our_own(shared_data_or_none
         theirs = {json.loads(x)["utterance"] for x in
                   (shared_data_or_none / "assistant" / "assistant_all.jsonl").read_text(encoding="utf-8").splitlines()}
         assert not theirs & {r["utterance"] for r in en}
+
+
+@needs_make
+@pytest.mark.parametrize("lang", ["en", "sv"])
+def test_assistant_demo_adds_intent_slot_to_the_sentiment_table(tmp_path, lang):
+    train = tmp_path / "assistant_train.jsonl"
+    train.write_text('{"taskname": "intent_and_slot", "utterance": "hi", "label": "\\nIntent: general_greet\\nSlots: None"}\n')
+    lines = _make_n("assistant-demo", tmp_path, ASSIST_TRAIN=str(train), ASSIST_LANG=lang)
+    assert _ptune_steps(lines) == ["train", "eval", "train", "eval"]
+    text = "\n".join(lines)
+    assert text.count("bin/ptune eval") == 5  # sentiment before/after, p-tuned, zero-shot, few-shot
+    model = "gemma3-270m" if lang == "sv" else "smollm2-135m"
+    assert text.count(f"--model packaged:{model}") == 3  # sentiment train and both baselines (--existing carries it on)
+    intent_train = next(x for x in lines if "--existing" in x)
+    assert "--encoder prefix --init labels --lr 1e-2" in intent_train and "sentiment/run" in intent_train
+    assert f"intent-slot-prefix{'-gemma' if lang == 'sv' else ''}.json" in intent_train
+    assert "--task sentiment-task" in text and f"pipelines/assistant/intent_slot_{lang}.jsonl" in text
+    assert "--baseline zero" in text and "--baseline few --shots 5" in text and "assistant_demo_table.py" in text
+    # Swedish training adds the Swedish tuning sample to the English records; the held-out sample is never trained on
+    cat = next(x for x in lines if x.startswith("cat "))
+    assert ("pipelines/assistant/dev/intent_slot_sv.jsonl" in cat) == (lang == "sv")
+    assert "intent_slot_sv.jsonl >" not in cat.replace("dev/intent_slot_sv.jsonl", "")
+
+
+def test_assistant_demo_table(tmp_path):
+    sys.path.insert(0, str(PIPELINES))
+    try:
+        import assistant_demo_table as t
+    finally:
+        sys.path.pop(0)
+
+    def intent_slot(acc, f1, em):
+        return {"metric": "intent-slot", "n": 4, "exact_match": em,
+                "intent": {"accuracy": acc, "precision": acc, "recall": acc, "f1": acc},
+                "slot": {"precision": f1, "recall": f1, "f1": f1}}
+
+    for sub in ("assistant/run", "sentiment/run"):
+        (tmp_path / sub).mkdir(parents=True)
+        (tmp_path / sub / "log.jsonl").write_text('{"step": 1, "step_s": 30.0}\n{"step": 2, "step_s": 90.0}\n')
+    for name, res in (("p-tuned", intent_slot(0.75, 0.5, 0.5)), ("zero-shot", intent_slot(0, 0, 0)), ("5-shot", intent_slot(0.25, 0.1, 0))):
+        (tmp_path / "assistant" / f"{name}.json").write_text(json.dumps(res))
+    for w in ("before", "after"):
+        (tmp_path / "sentiment" / f"{w}.json").write_text(json.dumps({"metric": "accuracy", "accuracy": 0.8, "macro_f1": 0.7}))
+        (tmp_path / "sentiment" / f"{w}.pred.jsonl").write_text('{"prediction": "positive"}\n')
+    t.main([str(tmp_path)])
+    md = (tmp_path / "results.md").read_text()
+    assert "| p-tuned | 4 | 75.00 | 50.00 | 50.00 |" in md and "| zero-shot | 4 | 0.00 | 0.00 | 0.00 |" in md
+    assert "byte-identical" in md and "intent/slot 2.0 min" in md
+    assert json.loads((tmp_path / "results.json").read_text())["sentiment"]["predictions_identical"] is True
+    assert (tmp_path / "plots" / "assistant.png").read_bytes()[:4] == b"\x89PNG"
+    (tmp_path / "sentiment" / "after.pred.jsonl").write_text('{"prediction": "negative"}\n')
+    t.main([str(tmp_path)])
+    assert "CHANGED" in (tmp_path / "results.md").read_text()

@@ -181,7 +181,7 @@ def test_resume_compares_the_options_that_change_the_output():
     from ptune_cli.options import output_fields
 
     free = {f for f in TrainConfig.__dataclass_fields__} - set(output_fields(TrainConfig))
-    assert free == {"output", "resume", "report_to", "save_every", "gradient_checkpointing"}
+    assert free == {"output", "resume", "report_to", "save_every", "gradient_checkpointing", "threads", "keep_steps"}
 
 
 def test_early_stopping_exports_best(tiny_lm_dir, data, tmp_path):
@@ -372,3 +372,46 @@ def test_existing_with_a_broken_template_is_refused(tiny_lm_dir, data, tmp_path)
                                         r"'sentiment-task': answer_field 'label' does not appear"):
         run_train(cfg(tiny_lm_dir, {**data, "train": data["intent"]}, tmp_path / "second", template=INTENT_TPL,
                       existing=str(first), max_steps=1))
+
+
+def test_label_listing_names_a_closed_answer_set():
+    from ptune_cli.ptuning.labelset import describe_answers, label_listing
+
+    def listing(answers):
+        return label_listing(describe_answers(answers))
+
+    labels = ["\nIntent: alarm_set\nSlots: time(seven am), date(today)", "\nIntent: iot_coffee\nSlots: None",
+              "\nIntent: alarm_set\nSlots: time(six)"]
+    assert listing(labels) == "Intents: alarm_set, iot_coffee.\nSlot types: date, time.\n"
+    assert listing(["\nIntent: iot_coffee\nSlots: None"]) == "Intents: iot_coffee.\n"
+    assert listing(["positiv", "negativ", "positiv"]) == "Answers: negativ, positiv.\n"
+    assert listing([f"answer {i}" for i in range(300)]) is None and listing([]) is None
+
+
+def test_init_labels_starts_each_task_from_its_own_answers(tiny_lm_dir, data, tmp_path):
+    from ptune_cli.training.recipe import TrainRecipe
+
+    both = write(tmp_path / "both.jsonl", sentiment_records(8) + intent_records(8))
+    recipe = TrainRecipe(cfg(tiny_lm_dir, data, tmp_path / "lab", train=both, encoder="embedding", init="labels",
+                             template=str(REPO / "templates" / "sv-multitask.json")))
+    recipe.setup()
+    table, tok = recipe.encoder.table(), recipe.tokenizer
+    embed = recipe.model.get_input_embeddings()
+    for name, text in (("sentiment-task", "Answers: negativ, positiv.\n"),
+                       ("intent_and_slot", "Intents: alarm_set, iot_coffee.\nSlot types: time.\n")):
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        t = table[name].shape[0]
+        want = embed(torch.tensor((ids * t)[:t])).detach().float()
+        torch.testing.assert_close(table[name], want)
+
+
+def test_init_labels_refuses_free_text_answers_in_one_line(tiny_lm_dir, data, tmp_path):
+    from typer.testing import CliRunner
+
+    from ptune_cli.cli import app
+
+    free = write(tmp_path / "free.jsonl", [{"taskname": "sentiment-task", "sentence": f"s {i}", "label": f"word {i}"}
+                                           for i in range(300)])
+    r = CliRunner().invoke(app, ["train", "--train", free, "-o", str(tmp_path / "r"), "--template", SENT_TPL,
+                                 "--model", str(tiny_lm_dir), "--init", "labels", "--max-steps", "1"])
+    assert r.exit_code == 1 and "--init labels: task 'sentiment-task'" in r.output and "Traceback" not in r.output

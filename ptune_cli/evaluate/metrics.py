@@ -162,8 +162,9 @@ def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
     """Intent accuracy/P/R/F1, slot micro P/R/F1 over (type, value) multisets, exact match.
 
     An intent counts as correct when the gold has an intent and the prediction's equals it.
-    Per-label rows: one per gold or predicted intent (``kind: intent``) and per slot type
-    (``kind: slot``), sorted by name.
+    Per-label rows: one per gold intent (``kind: intent``) and per gold slot type (``kind:
+    slot``), sorted by name; predicted names no gold label has share one ``(other)`` row of
+    each kind (:func:`_kind_rows`).
     """
     _check_lengths(golds, preds)
     correct = exact = n_pred_int = n_gold_int = 0
@@ -198,15 +199,7 @@ def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
     # sentiment labels under --metric intent-slot score 0 everywhere: say why, not just 0
     warnings = ["no gold label has an 'Intent:' part: every intent/slot score is 0 (is --metric intent-slot "
                 "right for this data?)"] if n and not n_gold_int else []
-    rows = [
-        {"kind": "intent", "label": lab, **_prf(int_tp[lab], int_pred[lab], int_gold[lab]),
-         "support": int_gold[lab]}
-        for lab in sorted(set(int_gold) | set(int_pred))
-    ] + [
-        {"kind": "slot", "label": t, **_prf(typ_tp[t], typ_pred[t], typ_gold[t]),
-         "support": typ_gold[t]}
-        for t in sorted(set(typ_gold) | set(typ_pred))
-    ]
+    rows = _kind_rows("intent", int_tp, int_pred, int_gold) + _kind_rows("slot", typ_tp, typ_pred, typ_gold)
     return {
         "metric": "intent-slot",
         "n": n,
@@ -221,6 +214,22 @@ def score_intent_slot(golds: Sequence[str], preds: Sequence[str]) -> dict:
         "per_label": rows,
         **({"warnings": warnings} if warnings else {}),
     }
+
+
+OTHER = "(other)"  # the row of every predicted name that no gold label has
+
+
+def _kind_rows(kind: str, tp: Counter, pred: Counter, gold: Counter) -> list[dict]:
+    """One row per gold name, sorted; predicted names no gold label has (an invented intent,
+    ``brew_coffee``) share one ``(other)`` row last, with how often each was predicted: a
+    model that invents names must not grow the table by a row per name."""
+    rows = [{"kind": kind, "label": lab, **_prf(tp[lab], pred[lab], gold[lab]), "support": gold[lab]}
+            for lab in sorted(gold)]
+    invented = Counter({lab: n for lab, n in pred.items() if lab not in gold})
+    if invented:
+        rows.append({"kind": kind, "label": OTHER, **_prf(0, invented.total(), 0), "support": 0,
+                     "predicted": invented.total(), "names": dict(invented.most_common())})
+    return rows
 
 
 def score(

@@ -38,6 +38,7 @@ from ptune_cli.io import (
     write_json,
     write_records,
 )
+from ptune_cli.models import set_threads
 from ptune_cli.options import output_settings, validate
 from ptune_cli.resumable import (
     ResumableJSONL,
@@ -61,6 +62,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     after each batch. Returns the results dict.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     check_outputs({"-o": cfg.output, "--predictions-out": cfg.predictions_out},
                   {"--data": cfg.data, "--predictions": cfg.predictions, "--train": cfg.train,
                    "--template": cfg.template, "--normalize": cfg.normalize})
@@ -223,7 +225,7 @@ def _predict_and_score_tasks(cfg: EvalConfig, data: TestData, label_map, on_prog
         r["meta"] = meta.to_dict()
         results["tasks"][name] = r
     meta = _base_meta(cfg, table.meta)
-    meta.model, meta.decode, meta.resumed, meta.batch_size = model_id(first.model), cfg.decode, len(done), cfg.batch_size
+    meta.model, meta.decode, meta.resumed, meta.batch_size = model_id(first.model), job.decode, len(done), cfg.batch_size
     meta.device, meta.dtype, meta.seconds = job.device, job.dtype, round(seconds, 3)
     meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
     results["meta"] = {**meta.to_dict(), "tasks": list(per)}
@@ -253,14 +255,15 @@ def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int, enc
 
     encs = job.encodings if encs is None else encs
     meta = _base_meta(cfg, task.run_meta)
-    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, cfg.decode
+    s = setting or job.setting
+    meta.task, meta.model, meta.metric = task.template.taskname, model_id(task.model), metric
+    meta.decode = s.decode if s is not None else job.decode  # --decode auto as resolved for the task
     if cfg.mode == "baseline":
         meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
         meta.train, meta.seed = cfg.train, cfg.seed
     meta.skipped = sum(e is None for e in encs)
     meta.truncated = sum(e is not None and e.truncated for e in encs)
     meta.resumed, meta.batch_size, meta.device, meta.dtype = resumed, cfg.batch_size, job.device, job.dtype
-    s = setting or job.setting
     meta.max_new_tokens, meta.stop_at_newline, meta.candidates = s.max_new_tokens, s.stop_at_newline, s.candidates
     return meta
 

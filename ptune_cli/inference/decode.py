@@ -237,11 +237,12 @@ def _rank_batch(model, pad_id: int, encs, prompts, cands: list[list[list[int]]])
     return [s + r for s, r in zip(scores, rest, strict=True)]
 
 
-def require_gathered_head(model, tokenizer) -> None:
-    """UserError unless candidate-only logits reproduce the model's head
-    (:func:`check_gathered_head`: a full-vocabulary forward pass; serve runs it at load)."""
+def require_gathered_head(model, tokenizer, mode: str = "rank") -> None:
+    """UserError unless candidate-only logits reproduce the model's head (``--decode rank`` and
+    ``structured`` compute no others; :func:`check_gathered_head`: a full-vocabulary forward
+    pass; serve runs it at load)."""
     if not check_gathered_head(model, tokenizer):  # refuse rather than rank wrongly
-        raise UserError(f"--decode rank: the LM head of {type(model).__name__} post-processes logits in a way "
+        raise UserError(f"--decode {mode}: the LM head of {type(model).__name__} post-processes logits in a way "
                         "ptune does not reproduce; use --decode generate")
 
 

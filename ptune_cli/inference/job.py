@@ -48,6 +48,7 @@ class Task:
     shots: int | None = None
     shot_lines: list[int] = field(default_factory=list)
     prepare: Callable[[dict], dict] | None = None  # record -> record (the baseline's shots)
+    labels: dict | None = None  # what the run knows of the answers (read once, see stored_labels)
 
 
 def pick_task(cfg, data: TestData, known: list[str], where: str) -> str:
@@ -93,10 +94,14 @@ def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
 
 
 def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
-    """Labels for rank decoding: --labels, else the answers of the training file (the run's
-    saved --train, or the baseline's --train), else the gold labels of the test data."""
+    """Labels for rank decoding: --labels, else the task's answers stored in the run, else the
+    answers of the training file (an older run's saved --train, or the baseline's --train),
+    else the gold labels of the test data."""
     if cfg.labels:
         return list(dict.fromkeys(x for x in cfg.labels if x))
+    stored = stored_labels(task).get("answers") if cfg.mode == "run" else None
+    if stored:  # written by ptune train: no need for the training file to still be there
+        return list(stored)
     train = (task.run_meta.get("hyperparameters") or {}).get("train") if cfg.mode == "run" else cfg.train
     name, answer = task.template.taskname, task.template.answer_field
     if isinstance(train, str) and Path(train).is_file():
@@ -109,6 +114,16 @@ def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
     return sorted(set(golds))
 
 
+def stored_labels(task: Task) -> dict:
+    """What the run knows of the task's answers (:mod:`ptune_cli.ptuning.labelset`); ``{}`` for a baseline."""
+    from ptune_cli.ptuning.labelset import task_labels
+
+    if task.labels is None:
+        task.labels = task_labels(task.run_meta, task.template.taskname, task.template.answer_field) \
+            if task.run_meta else {}
+    return task.labels
+
+
 @dataclass
 class EvalJob:
     """Everything decoding needs, typed: the model, the records as encoded, and per record its
@@ -118,8 +133,7 @@ class EvalJob:
     tokenizer: Any
     records: list[dict]  # as encoded (a baseline's carry its shots)
     encodings: list  # per record an Encoded, or None when it does not fit the model
-    settings: list  # per record its task's DecodeSetting
-    decode: str
+    settings: list  # per record its task's DecodeSetting (its decoding mode included)
     batch_size: int
     device: str = "cpu"
     dtype: str = "float32"
@@ -129,6 +143,12 @@ class EvalJob:
     def setting(self):
         """The first record's setting (a one-task job's only one)."""
         return self.settings[0] if self.settings else None
+
+    @property
+    def decode(self) -> str:
+        """The records' decoding mode (``--decode auto`` resolved per task); a job of tasks
+        decoded differently names each, joined by ``+``."""
+        return "+".join(dict.fromkeys(s.decode for s in self.settings)) or "generate"
 
 
 def load_model(cfg, name: str | None):
@@ -140,19 +160,26 @@ def load_model(cfg, name: str | None):
 
 
 def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: bool):
-    """The task's decoding, resolved once: generation limit (``--max-new-tokens``, else from
-    ``golds``), candidates (rank), and the longest prompt that fits the model."""
+    """The task's decoding, resolved once: the mode (``--decode auto``: structured for an
+    intent/slot task whose labels the run stores, else generate), the generation limit
+    (``--max-new-tokens``, else from ``golds``, else from the stored labels' longest answer),
+    candidates (rank: --labels, else the stored answers, ...), the stored labels (structured)
+    and the longest prompt that fits the model."""
     from ptune_cli.inference.setting import DecodeSetting
+    from ptune_cli.inference.structured import resolve_decode
 
     check_prompt_fits(model, task.prompt, cfg.run)
-    max_new = cfg.max_new_tokens or _auto_max_new_tokens(tok, golds)
-    limit = _max_positions(model) - (max_new if cfg.decode == "generate" else 0)
-    cands = candidates(cfg, task, golds) if cfg.decode == "rank" else None
+    known = stored_labels(task).get("answer_tokens") if not golds else None
+    max_new = cfg.max_new_tokens or (known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds))
+    mode = resolve_decode(cfg.decode, stored_labels(task))
+    limit = _max_positions(model) - (max_new if mode != "rank" else 0)
+    cands = candidates(cfg, task, golds) if mode == "rank" else None
     horizon = max_new  # positions that follow the prompt: new tokens, or the longest candidate + EOS
     if cands:
         horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
-    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit)
+    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit, mode,
+                         stored_labels(task) if mode == "structured" else {})
 
 
 def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None, head_checked: bool = False) -> EvalJob:
@@ -165,7 +192,7 @@ def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None,
     prepared = [prepare(r) if prepare else r for r in records]
     encs = [encode_example(s.template, r, tok, include_answer=False, max_length=s.limit)
             for r, s in zip(prepared, settings, strict=True)]
-    return EvalJob(model, tok, prepared, encs, list(settings), cfg.decode, cfg.batch_size, device,
+    return EvalJob(model, tok, prepared, encs, list(settings), cfg.batch_size, device,
                    str(dtype).removeprefix("torch."), head_checked)
 
 
@@ -195,15 +222,32 @@ def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch |
             on_batch([(i, _fields(p, scores[k] if scores else None, cands[i]))
                       for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
 
-    if job.decode == "rank":
-        preds, scores = rank_rows(job.model, job.tokenizer, job.records, encs, job.settings,
+    modes = [s.decode for s in job.settings]
+    out: list[dict] = [{"prediction": ""} for _ in encs]
+
+    def only(mode: str) -> list:  # the records of one mode; the others are left out of its pass
+        return [e if m == mode else None for e, m in zip(encs, modes, strict=True)]
+
+    # each mode's records in one pass over the job (records of different tasks share its batches)
+    if "structured" in modes:
+        from ptune_cli.inference.structured import structured_rows
+
+        sel = only("structured")
+        preds = structured_rows(job.model, job.tokenizer, job.records, sel, job.settings, batch_size=job.batch_size,
+                                on_progress=on_progress, on_batch=keep, head_checked=job.head_checked)
+        out = [{"prediction": p} if e is not None else o for p, e, o in zip(preds, sel, out, strict=True)]
+    if "rank" in modes:
+        sel = only("rank")
+        preds, scores = rank_rows(job.model, job.tokenizer, job.records, sel, job.settings,
                                   batch_size=job.batch_size, on_progress=on_progress, on_batch=keep,
                                   head_checked=job.head_checked)
-        out = [_fields(p, s, c) for p, s, c in zip(preds, scores, cands, strict=True)]
-    else:
-        preds = generate_rows(job.model, job.tokenizer, encs, job.settings, batch_size=job.batch_size,
+        out = [_fields(p, sc, c) if m == "rank" else o
+               for p, sc, c, m, o in zip(preds, scores, cands, modes, out, strict=True)]
+    if "generate" in modes:
+        sel = only("generate")
+        preds = generate_rows(job.model, job.tokenizer, sel, job.settings, batch_size=job.batch_size,
                               on_progress=on_progress, on_batch=keep)
-        out = [{"prediction": p} for p in preds]
+        out = [{"prediction": p} if m == "generate" else o for p, m, o in zip(preds, modes, out, strict=True)]
     return {i: f for i, f in enumerate(out) if todo[i]}
 
 

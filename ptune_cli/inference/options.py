@@ -22,9 +22,12 @@ PANEL = "Prediction"
 class DecodeOptions:
     """Decoding: how a prompt becomes a prediction (shared by eval, predict and serve)."""
 
-    decode: Literal["generate", "rank"] = option(
-        "generate", panel=PANEL,
-        help="generate: greedy generation; rank: score each candidate label by log-likelihood (classification).")
+    decode: Literal["auto", "generate", "structured", "rank"] = option(
+        "auto", panel=PANEL,
+        help="generate: greedy generation; structured: greedy generation that can only write the task's grammar "
+             "(intent/slot: known intents and slot types, values copied from the input; else one of the known "
+             "answers); rank: score each candidate label by log-likelihood (classification); auto: structured "
+             "for intent/slot tasks of a run, else generate.")
     batch_size: int = option(32, panel=PANEL, affects_output=False,
                              help="Records per batch (32 measured fastest on CPU for multi-line answers).")
     model: str | None = option(None, panel=PANEL,
@@ -37,6 +40,7 @@ class DecodeOptions:
                                       help="Comma-separated candidates for --decode rank (default: the answers in the run's training file, else the gold labels of --data).")
     device: str = option("auto", panel=PANEL, help="auto (cuda when available), cpu, cuda, cuda:N, mps.")
     precision: Precision = option("auto", panel=PANEL, aliases=PRECISION_ALIASES, help=PRECISION_HELP)
+    threads: int | None = option(None, panel=PANEL, affects_output=False, help="CPU threads torch computes with (default: torch's own, one per core). Set it when other jobs share the CPU: a loaded 2-core machine ran 5x slower at the default than at --threads 1.")
     stop_at_newline: bool | None = option(None, panel=PANEL, flag="--stop-at-newline/--no-stop-at-newline",
                                           show_default=False,
                                           help="Stop at the first newline (default: when no known answer has a newline).")
@@ -46,6 +50,8 @@ class DecodeOptions:
         p = []
         if self.batch_size < 1:
             p.append(f"{flag_of(self, 'batch_size')} must be at least 1 (got {self.batch_size})")
+        if self.threads is not None and self.threads < 1:
+            p.append(f"{flag_of(self, 'threads')} must be at least 1 (got {self.threads})")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
             p.append(f"{flag_of(self, 'max_new_tokens')} must be at least 1 (got {self.max_new_tokens})")
         return p

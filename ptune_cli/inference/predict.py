@@ -46,10 +46,12 @@ def run_predict(cfg: PredictConfig, on_progress=None, on_total=None) -> dict:
     from ptune_cli.inference.job import with_prediction
     from ptune_cli.inference.router import Router
     from ptune_cli.io import check_outputs, iter_records, write_records
+    from ptune_cli.models import set_threads
     from ptune_cli.options import validate
     from ptune_cli.ptuning.table import load_prompt_table
 
     validate(cfg)
+    set_threads(cfg.threads)
     check_outputs({"-o": cfg.output}, {"--data": cfg.data})
     table = load_prompt_table(cfg.run)
     numbered = list(iter_records(cfg.data, {}))

@@ -60,6 +60,9 @@ def training_answers(task) -> list[str]:
     from ptune_cli.ptuning.table import PROMPT_META_FILE
 
     entry = (task.run_meta.get("tasks") or {}).get(task.template.taskname) or {}
+    labels = entry.get("labels")
+    if isinstance(labels, dict) and ("answers" in labels or "grammar" in labels):
+        return list(labels.get("answers") or [])  # stored by ptune train (intent/slot: none listed)
     origin = Path(str(entry.get("from_existing") or "")) / PROMPT_META_FILE
     if entry.get("from_existing") and origin.is_file():
         with contextlib.suppress(OSError, ValueError):  # best effort: the origin run may be gone or changed
@@ -112,14 +115,15 @@ class Router:
             one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else bool(answers) and not any(
                 "\n" in a for a in answers)
             setting = resolve_setting(cfg, task, *loaded, answers, one_line)
-            if cfg.decode == "rank" and not setting.candidates:
+            if setting.decode == "rank" and not setting.candidates:
                 raise UserError(f"task '{name}': --decode rank needs --labels (the run's training file is not there)")
-            self.tasks[name] = RoutedTask(task, setting)
+            self.tasks[name] = RoutedTask(task, setting)  # --decode auto resolved here, once per task
         self.loaded = loaded
-        if cfg.decode == "rank" and loaded is not None:
+        gathered = [m for m in ("rank", "structured") if any(rt.setting.decode == m for rt in self.tasks.values())]
+        if gathered and loaded is not None:
             from ptune_cli.inference.decode import require_gathered_head
 
-            require_gathered_head(*loaded)  # once per model, not per batch
+            require_gathered_head(*loaded, gathered[0])  # once per model, not per batch
 
     @property
     def tasknames(self) -> list[str]:

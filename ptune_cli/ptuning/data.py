@@ -22,6 +22,7 @@ class EncodedSet:
     skipped: dict[str, int] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, list[str]] = field(default_factory=dict)  # each task's answer-field values
 
     def __len__(self) -> int:
         return len(self.examples)
@@ -64,6 +65,8 @@ def load_examples(path, templates: dict[str, TaskTemplate], tokenizer, max_lengt
             out.skipped[task] += 1
             continue
         out.truncated[task] += int(enc.truncated)
+        if isinstance(rec.get(tpl.answer_field), str):
+            out.answers.setdefault(task, []).append(rec[tpl.answer_field])
         out.counts[task] += 1
         out.examples.append(enc)
         out.task_index.append(order.index(task))

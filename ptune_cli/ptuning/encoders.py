@@ -117,13 +117,19 @@ def initial_inputs(
     return table
 
 
+def task_init(init: str | dict[str, str], taskname: str) -> str:
+    """One task's ``--init``: ``init`` is one setting for all tasks or a setting per task."""
+    return init[taskname] if isinstance(init, dict) else init
+
+
 def build_encoder(kind, templates, tokenizer, embed, *, init="random", hidden=None) -> PromptEncoder:
     """A fresh encoder for ``templates`` (taskname -> TaskTemplate); ``embed`` is the LM's input
     embedding module (``model.get_input_embeddings()``), used for initialisation and task-name
     vectors exactly as the model embeds real tokens."""
     names = list(templates)
     inputs = [
-        initial_inputs(n, templates[n].total_virtual_tokens, init, tokenizer, embed, name_first=kind != "embedding")
+        initial_inputs(n, templates[n].total_virtual_tokens, task_init(init, n), tokenizer, embed,
+                       name_first=kind != "embedding")
         for n in names
     ]
     vectors = torch.stack([_token_rows(n, tokenizer, embed).mean(0) for n in names])

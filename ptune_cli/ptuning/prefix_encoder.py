@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ptune_cli.ptuning.encoders import _token_rows, initial_inputs, run_table
+from ptune_cli.ptuning.encoders import _token_rows, initial_inputs, run_table, task_init
 from ptune_cli.ptuning.prefix import kv_layout, token_kv
 
 
@@ -77,9 +77,9 @@ def build_prefix_encoder(model, templates, tokenizer, *, init="random", projecti
     starts, embeds = [], []
     for n in names:
         total = templates[n].total_virtual_tokens
-        ids = _start_ids(total, init, tokenizer, embed.num_embeddings)
+        ids = _start_ids(total, task_init(init, n), tokenizer, embed.num_embeddings)
         starts.append(token_kv(model, before, ids))
         if projection:
-            embeds.append(initial_inputs(n, total, init, tokenizer, embed, name_first=False))
+            embeds.append(initial_inputs(n, total, task_init(init, n), tokenizer, embed, name_first=False))
     vectors = torch.stack([_token_rows(n, tokenizer, embed).mean(0) for n in names]) if projection else None
     return PrefixEncoder(names, starts, embeds if projection else None, vectors, hidden=hidden)

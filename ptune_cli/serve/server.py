@@ -48,6 +48,10 @@ def run_serve(cfg: ServeConfig) -> None:
     """Serve until SIGTERM / SIGINT; returns normally (exit 0) after a graceful shutdown."""
     import uvicorn
 
+    from ptune_cli.models import set_threads
+
+    set_threads(cfg.threads)
+
     # before anything loads: SIGHUP's default action would kill a server still loading
     pending = threading.Event()
     signal.signal(signal.SIGHUP, lambda *_: pending.set())

@@ -41,8 +41,10 @@ class TrainConfig:
                                      "2·L·d_kv per virtual token).", panel=_PROMPT)
     encoder_hidden: int | None = option(None, help="Encoder width (default: h/2 per LSTM direction, h for mlp and "
                                         "--prefix-projection).", panel=_PROMPT)
-    init: str = option("random", help="random (task name in the first rows) or text:\"…\" (vocabulary embeddings "
-                       "of the text; for prefix: the frozen model's own keys/values of it).", panel=_PROMPT)
+    init: str = option("random", help="random (task name in the first rows), text:\"…\" (vocabulary embeddings "
+                       "of the text; for prefix: the frozen model's own keys/values of it), or labels (text: the "
+                       "task's answers listed from --train, e.g. 'Intents: …. Slot types: ….'; cut or repeated to "
+                       "T).", panel=_PROMPT)
     epochs: int = option(10, help="Passes over --train.", panel=_OPT)
     max_steps: int | None = option(None, help="Optimizer steps (overrides --epochs).", panel=_OPT)
     lr: float = option(3e-3, help="Peak learning rate (3e-3 suits lstm/mlp on small models; try 3e-2 for "
@@ -59,12 +61,16 @@ class TrainConfig:
                                           "pass: less memory, ~30% slower (every encoder).", affects_output=False,
                                           panel=_OPT)
     precision: Precision = option("auto", help="Autocast: " + PRECISION_HELP, aliases=PRECISION_ALIASES, panel=_OPT)
+    threads: int | None = option(None, affects_output=False, panel=_OPT, help="CPU threads torch computes with (default: torch's own, one per core). Set it when other jobs share the CPU: a loaded 2-core machine ran 5x slower at the default than at --threads 1.")
     seed: int = option(42, help="Seed for the encoder init and the batch order.", panel=_OPT)
     eval_every: int | None = option(None, help="Steps between val evaluations (default: each epoch).", panel=_RUN)
     early_stopping_patience: int | None = option(
         10, help="Stop after this many evaluations without val improvement (0: off).", panel=_RUN)
     min_delta: float = option(0.001, help="Val improvement that counts.", panel=_RUN)
     save_every: int = option(50, help="Steps between checkpoints.", affects_output=False, panel=_RUN)
+    keep_steps: bool = option(True, flag="--keep-steps/--no-keep-steps", affects_output=False, panel=_RUN,
+                              help="At each checkpoint also write the prompts of that step as a prompt table in "
+                                   "RUN_DIR/steps/step_N (evaluate it with `ptune eval --run RUN_DIR/steps/step_N`).")
     resume: bool = option(False, help="Continue an interrupted run in -o from its last checkpoint.",
                           affects_output=False, panel=_RUN)
     report_to: Literal["none", "tensorboard", "wandb"] = option(
@@ -78,13 +84,14 @@ class TrainConfig:
     def problems(self) -> list[str]:
         """Every invalid value (choices are checked by :func:`ptune_cli.options.validate`)."""
         p: list[str] = []
-        if self.init != "random" and not re.fullmatch(r"text:.*\S.*", self.init, flags=re.S):
-            p.append(f"--init must be 'random' or 'text:<some words>', got '{self.init}'")
+        if self.init not in ("random", "labels") and not re.fullmatch(r"text:.*\S.*", self.init, flags=re.S):
+            p.append(f"--init must be 'random', 'labels' or 'text:<some words>', got '{self.init}'")
         for flag, v in (("--epochs", self.epochs), ("--batch-size", self.batch_size),
                         ("--grad-accum", self.grad_accum), ("--save-every", self.save_every)):
             if v < 1:
                 p.append(f"{flag} must be >= 1, got {v}")
-        for flag, v in (("--max-steps", self.max_steps), ("--eval-every", self.eval_every), ("--encoder-hidden", self.encoder_hidden)):
+        for flag, v in (("--max-steps", self.max_steps), ("--eval-every", self.eval_every), ("--encoder-hidden", self.encoder_hidden),
+                        ("--threads", self.threads)):
             if v is not None and v < 1:
                 p.append(f"{flag} must be >= 1, got {v}")
         if self.max_length is not None and self.max_length < 4:

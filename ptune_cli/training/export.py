@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ptune_cli import __version__
 from ptune_cli.ptuning.table import save_prompt_table
 
@@ -24,14 +26,24 @@ def _tokenizer_meta(tok) -> dict:
     }
 
 
+STEPS_DIR = "steps"
+
+
+def step_dir(run_dir, step: int) -> Path:
+    """Where ``--keep-steps`` writes the prompt table of ``step``: RUN_DIR/steps/step_000050."""
+    return Path(run_dir) / STEPS_DIR / f"step_{step:06d}"
+
+
 def export_table(output, prompts: dict, templates: dict, *, training: dict[str, dict], encoder: str,
                  prefix_projection: bool, base_model: str, tokenizer, hidden_size: int, hyperparameters: dict,
-                 existing=None, existing_path: str | None = None) -> None:
+                 existing=None, existing_path: str | None = None, intermediate_step: int | None = None) -> None:
     """Write ``output``/prompt_table.{safetensors,json}: the new tasks' ``prompts`` (with their
     ``templates`` and ``training`` figures: train_examples, skipped_too_long, truncated, steps,
-    best_val_loss, best_step) plus, byte for byte, every task of the ``existing`` table (a
-    :class:`~ptune_cli.ptuning.table.PromptTable` read from ``existing_path``). Plain values: the
-    training recipe hands them over, export needs nothing else of it."""
+    best_val_loss, best_step, and the ``labels`` the recipe described once from the encoded
+    training records) plus, byte for byte, every task of the ``existing`` table (a
+    :class:`~ptune_cli.ptuning.table.PromptTable` read from ``existing_path``).
+    ``intermediate_step``: ``output`` is a ``--keep-steps`` table (:func:`step_dir`) of that step.
+    Plain values: the training recipe hands them over, export needs nothing else of it."""
     table: dict = {}
     all_templates: dict = {}
     tasks: dict = {}
@@ -60,4 +72,6 @@ def export_table(output, prompts: dict, templates: dict, *, training: dict[str, 
         "created_by": "ptune train",
         "ptune_version": __version__,
     }
+    if intermediate_step is not None:
+        meta["intermediate_step"] = intermediate_step
     save_prompt_table(output, table, meta)

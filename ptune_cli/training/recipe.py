@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING
 import torch
 
 from ptune_cli.errors import UserError
+from ptune_cli.models import set_threads
 from ptune_cli.options import validate
 from ptune_cli.ptuning.data import EncodedSet, collate, load_examples, make_batches, shard
+from ptune_cli.ptuning.labelset import describe_answers, label_listing
 from ptune_cli.ptuning.model import answer_loss
 from ptune_cli.ptuning.table import PromptTable
 from ptune_cli.ptuning.template import TaskTemplate, load_templates
@@ -34,7 +36,7 @@ from ptune_cli.training.events import (
     TrainResult,
     listener,
 )
-from ptune_cli.training.export import export_table, param_counts
+from ptune_cli.training.export import export_table, param_counts, step_dir
 from ptune_cli.training.rundir import StepLog, load_existing, resume_checkpoint, write_config
 
 if TYPE_CHECKING:
@@ -52,6 +54,7 @@ def run_train(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None)
     validation), then :class:`Finished`.
     """
     validate(cfg)
+    set_threads(cfg.threads)
     from ptune_cli.training.tracking import TrainTracking  # --report-to: a listener on the events
 
     with TrainTracking(cfg, on_event) as tracking:
@@ -81,6 +84,7 @@ class TrainRecipe:
     total_steps: int
     warmup_steps: int
     gathered: bool  # the LM head runs on answer positions only
+    labels: dict[str, dict]  # per new task: what its answers look like (ptuning.labelset), stored in the table
     started: Started
 
     def __init__(self, cfg: TrainConfig, on_event: Callable[[Event], None] | None = None):
@@ -142,6 +146,8 @@ class TrainRecipe:
         _check_room(self.templates, cfg.template, self.max_length, f"the model's {ctx} positions (--max-length)")
         self.train_data = load_examples(cfg.train, self.templates, self.tokenizer, self.max_length, flag="--train")
         self.val_data = load_examples(cfg.val, self.templates, self.tokenizer, self.max_length, flag="--val") if cfg.val else None
+        self.labels = {name: describe_answers(self.train_data.answers.get(name, []), self.tokenizer)
+                       for name in self.templates}
         self.gathered = check_gathered_head(self.model, self.tokenizer)
         if cfg.encoder == "prefix":
             self._check_prefix()
@@ -172,11 +178,12 @@ class TrainRecipe:
 
         cfg, acc = self.cfg, self.accelerator
         embed = self.model.get_input_embeddings()
+        init = self._init()
         if cfg.encoder == "prefix":
-            enc = build_prefix_encoder(self.model, self.templates, self.tokenizer, init=cfg.init,
+            enc = build_prefix_encoder(self.model, self.templates, self.tokenizer, init=init,
                                        projection=cfg.prefix_projection, hidden=cfg.encoder_hidden)
         else:
-            enc = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=cfg.init, hidden=cfg.encoder_hidden)
+            enc = build_encoder(cfg.encoder, self.templates, self.tokenizer, embed, init=init, hidden=cfg.encoder_hidden)
         self.encoder = enc.to(acc.device)
         self.optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         n_batches = len(shard(make_batches(self.train_data, cfg.batch_size, cfg.seed), 0, acc.num_processes, cfg.grad_accum))
@@ -184,6 +191,20 @@ class TrainRecipe:
         self.total_steps = cfg.max_steps or cfg.epochs * self.steps_per_epoch
         self.warmup_steps = cfg.warmup_steps if cfg.warmup_steps is not None else min(50, self.total_steps // 10)
         self.scheduler = _warmup_cosine(self.optimizer, self.warmup_steps, self.total_steps)
+
+    def _init(self) -> str | dict[str, str]:
+        """--init, with ``labels`` resolved to each new task's answers in --train, listed."""
+        cfg = self.cfg
+        if cfg.init != "labels":
+            return cfg.init
+        inits = {}
+        for name in self.templates:
+            text = label_listing(self.labels[name])
+            if text is None:
+                raise UserError(f"--init labels: task '{name}' in --train {cfg.train} has no closed set of answers to "
+                                "list (free-text answers such as QA); use --init text:\"…\" or random")
+            inits[name] = "text:" + text
+        return inits
 
     @property
     def hidden_size(self) -> int:
@@ -326,6 +347,8 @@ class TrainRecipe:
             if not done:  # a finished run keeps no optimizer state (it can be 2× the encoder)
                 ckpt.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict())
             save_checkpoint(self.cfg.output, ckpt)
+            if self.cfg.keep_steps and not done:  # an intermediate step can be evaluated
+                self._export(acc.unwrap_model(self.encoder).table(), intermediate=True)
         acc.wait_for_everyone()
 
     def _restore(self, ckpt: dict) -> None:
@@ -356,17 +379,21 @@ class TrainRecipe:
         self._emit(Finished(result))
         return result
 
-    def _export(self, prompts: dict) -> None:
+    def _export(self, prompts: dict, intermediate: bool = False) -> None:
+        """The prompt table into RUN_DIR, or (``intermediate``) this step's into RUN_DIR/steps/."""
         cfg, s, data = self.cfg, self.started, self.train_data
         training = {name: {"train_examples": data.counts[name], "skipped_too_long": data.skipped[name],
                            "truncated": data.truncated[name], "steps": self.step, "best_val_loss": self.best_val,
-                           "best_step": self.best_step} for name in self.templates}
+                           "best_step": self.best_step,
+                           "labels": self.labels[name]}  # eval/predict/serve need no training file
+                    for name in self.templates}
         hyper = {**cfg.to_dict(), "total_steps": s.total_steps, "warmup_steps": s.warmup_steps,
                  "effective_batch_size": s.effective_batch_size, "max_length": s.max_length}
-        export_table(cfg.output, prompts, self.templates, training=training, encoder=cfg.encoder,
-                     prefix_projection=cfg.prefix_projection, base_model=self.model_id, tokenizer=self.tokenizer,
-                     hidden_size=s.hidden_size, hyperparameters=hyper, existing=self.existing,
-                     existing_path=cfg.existing)
+        export_table(step_dir(cfg.output, self.step) if intermediate else cfg.output, prompts, self.templates,
+                     training=training, encoder=cfg.encoder, prefix_projection=cfg.prefix_projection,
+                     base_model=self.model_id, tokenizer=self.tokenizer, hidden_size=s.hidden_size,
+                     hyperparameters=hyper, existing=self.existing, existing_path=cfg.existing,
+                     intermediate_step=self.step if intermediate else None)
 
     def _emit(self, event: Event) -> None:
         if self.accelerator.is_main_process:  # one report, not one per process

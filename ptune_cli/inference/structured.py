@@ -1,0 +1,300 @@
+"""Structured decoding (``--decode structured``): greedy generation that can only write an
+answer of the task's grammar, so every prediction parses.
+
+For an intent/slot task (the label grammar of :mod:`ptune_cli.labels`) the answer is written in
+segments, each a choice among token sequences kept in a trie:
+
+1. ``"\\nIntent: NAME\\nSlots:"`` for each intent NAME the run was trained on;
+2. ``" None"`` + EOS, or ``" TYPE("`` for each known slot type;
+3. ``"VALUE)"`` + EOS or ``"VALUE),"`` where VALUE is a span of the record's own words (its
+   input fields, at most the longest value seen in training), so values are copied, not made up;
+4. after ``"),"``: ``" TYPE("`` again (at most the most slots seen in training, then EOS).
+
+A closed label set (``answers`` stored in the run) is one segment: ``ANSWER`` + EOS.
+
+Segments are tokenized on their own and cut where the tokenizers split text anyway (before a
+space + word, after ``(``), so the tokens are the ones the training labels were made of.
+Where a trie node has one child the token is forced: forced tokens are appended without a
+forward pass of their own and run together with the next chosen one, as one chunk per row.
+At a choice only the allowed tokens' rows of the LM head are computed (``head_logits``), not
+the whole vocabulary.
+
+Why not a library: xgrammar, outlines, transformers-cfg and lm-format-enforcer constrain a
+``generate``-style loop with a logits processor over the full vocabulary and compile a grammar
+per tokenizer; our loop feeds ``inputs_embeds`` with soft prompts and prefix KV caches, drops
+finished rows from the cache, and needs a different grammar per record (the slot values are
+that record's spans), which would mean compiling a grammar per record. The grammar here is
+small enough that a token trie per segment is simpler, exact and cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from ptune_cli.errors import UserError
+from ptune_cli.inference.decode import (
+    OnBatch,
+    Progress,
+    _batches,
+    decode_prediction,
+    require_gathered_head,
+)
+from ptune_cli.inference.prefill import per_row, prefill, window_split
+from ptune_cli.inference.setting import DecodeSetting
+from ptune_cli.ptuning.lm import head_logits, run_cached, sliding_window
+from ptune_cli.ptuning.template import TaskTemplate
+
+END = -1  # trie key of a finished sequence; its value is what comes next
+DONE = ("done",)
+
+
+def build_trie(seqs: Sequence[tuple[list[int], tuple]]) -> dict:
+    """``{token: child, END: next}`` from ``(token ids, next)`` pairs (the first of equal ones wins)."""
+    root: dict = {}
+    for ids, nxt in seqs:
+        node = root
+        for t in ids:
+            node = node.setdefault(t, {})
+        node.setdefault(END, nxt)
+    return root
+
+
+def answer_lead(tpl: TaskTemplate) -> str:
+    """Spaces the template puts before the answer (they are tokenized with it; see template.py)."""
+    body = tpl.prompt_template.removesuffix("{" + tpl.answer_field + "}")
+    return body[len(body.rstrip(" ")):] if not body.endswith("|>") else ""
+
+
+def value_spans(text: str, max_words: int) -> list[str]:
+    """Every run of up to ``max_words`` whitespace-separated words of ``text`` (also without
+    trailing punctuation); none with parentheses (they would break the grammar)."""
+    words = text.split()
+    out: dict[str, None] = {}
+    for i in range(len(words)):
+        for j in range(i + 1, min(len(words), i + max_words) + 1):
+            span = " ".join(words[i:j])
+            for s in (span, span.rstrip(".,!?;:")):
+                if s and "(" not in s and ")" not in s:
+                    out[s] = None
+    return list(out)
+
+
+@dataclass
+class Grammar:
+    """The tries of one task (built once) and the per-record value tries (built per record)."""
+
+    tokenizer: object
+    eos: int
+    start: dict  # the first segment's trie
+    types: dict = field(default_factory=dict)  # " TYPE(" after "Slots:" and after "),"
+    first: dict = field(default_factory=dict)  # " None" + EOS, or a first type
+    none: dict = field(default_factory=dict)  # " None" + EOS only
+    max_slots: int = 0
+    max_words: int = 1
+    fields: tuple[str, ...] = ()
+
+    def tok(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+    def values(self, record: dict, last: bool) -> dict:
+        """The trie of ``VALUE)`` + EOS and (unless ``last``) ``VALUE),`` for this record's spans."""
+        spans = [s for f in self.fields for s in value_spans(str(record.get(f) or ""), self.max_words)]
+        spans = list(dict.fromkeys(spans)) or [""]  # no words at all: "type()" still parses
+        ends = [(e + [self.eos], DONE) for e in self.tok([s + ")" for s in spans])]
+        more = [] if last else [(m, ("type",)) for m in self.tok([s + ")," for s in spans])]
+        return build_trie(ends + more)
+
+
+def intent_slot_grammar(tokenizer, tpl: TaskTemplate, labels: dict) -> Grammar:
+    lead = answer_lead(tpl)
+    eos = tokenizer.eos_token_id
+    tok = lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"]  # noqa: E731
+    intents, types = list(labels["intents"]), list(labels.get("slot_types") or [])
+    start = build_trie([(ids, ("first",)) for ids in tok([f"{lead}\nIntent: {n}\nSlots:" for n in intents])])
+    type_seqs = [(ids, ("value",)) for ids in tok([f" {t}(" for t in types])] if types else []
+    none = (tok([" None"])[0] + [eos], DONE)
+    max_slots = int(labels.get("max_slots", 8)) if types else 0
+    return Grammar(tokenizer, eos, start, build_trie(type_seqs), build_trie([none, *type_seqs]), build_trie([none]),
+                   max_slots, int(labels.get("max_value_words") or 8), tuple(tpl.input_fields))
+
+
+def answers_grammar(tokenizer, tpl: TaskTemplate, answers: Sequence[str]) -> Grammar:
+    lead = answer_lead(tpl)
+    eos = tokenizer.eos_token_id
+    ids = tokenizer([lead + a for a in answers], add_special_tokens=False)["input_ids"]
+    return Grammar(tokenizer, eos, build_trie([(x + [eos], DONE) for x in ids]))
+
+
+def grammar_for(tokenizer, tpl: TaskTemplate, labels: dict) -> Grammar:
+    """The task's grammar from its stored labels; UserError when the run knows neither."""
+    if tokenizer.eos_token_id is None:
+        raise UserError("--decode structured: the tokenizer has no EOS token to end an answer with")
+    if labels.get("grammar") == "intent-slot" and labels.get("intents"):
+        return intent_slot_grammar(tokenizer, tpl, labels)
+    if labels.get("answers"):
+        return answers_grammar(tokenizer, tpl, labels["answers"])
+    raise UserError(f"--decode structured: the run stores no intents or answers for task '{tpl.taskname}' "
+                    "(retrain with this version, or use --decode generate)")
+
+
+def resolve_decode(decode: str, labels: dict) -> str:
+    """``auto``: structured for an intent/slot task whose intents the run knows, else generate."""
+    if decode != "auto":
+        return decode
+    return "structured" if labels.get("grammar") == "intent-slot" and labels.get("intents") else "generate"
+
+
+class _Row:
+    """One record's walk: the trie node, the tokens written, those not yet run through the model."""
+
+    def __init__(self, grammar: Grammar, record: dict):
+        self.g, self.record = grammar, record
+        self.node, self.out, self.pending, self.slots, self.done = grammar.start, [], [], 0, False
+
+    def _next(self, step: tuple) -> dict | None:
+        kind = step[0]
+        if kind == "first":
+            return self.g.first if self.g.max_slots > 0 else self.g.none
+        if kind == "value":
+            self.slots += 1
+            return self.g.values(self.record, last=self.slots >= self.g.max_slots)
+        if kind == "type":  # after "VALUE),": only written while more slots are allowed
+            return self.g.types
+        return None
+
+    def take(self, token: int) -> None:
+        self.out.append(token)
+        self.pending.append(token)
+        self.node = self.node[token]
+        self.advance()
+
+    def advance(self) -> None:
+        """Follow forced tokens (one child) and segment ends until a choice or the end."""
+        while not self.done:
+            if END in self.node:
+                nxt = self._next(self.node[END])
+                if nxt is None:  # the answer is complete (EOS taken, or no more slots allowed)
+                    self.done = True
+                    return
+                self.node = nxt
+                continue
+            if len(self.node) != 1:
+                return
+            tok = next(iter(self.node))
+            self.out.append(tok)
+            self.pending.append(tok)
+            self.node = self.node[tok]
+
+    def choices(self) -> list[int]:
+        return [t for t in self.node if t != END]
+
+
+def _run_pending(model, rows: list[_Row], cache, mask, last, pad_id: int):
+    """Every row's pending tokens in one forward pass (right-aligned, padding masked)."""
+    device = mask.device
+    width = max(len(r.pending) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    own = torch.zeros((len(rows), width), dtype=torch.long)
+    for b, r in enumerate(rows):
+        n = len(r.pending)
+        ids[b, width - n:] = torch.tensor(r.pending)
+        own[b, width - n:] = 1
+        r.pending = []
+    ids, own = ids.to(device), own.to(device)
+    pos = last[:, None] + own.cumsum(-1)
+    mask = torch.cat([mask, own], dim=1)
+    out, cache = run_cached(model.base_model, cache, input_ids=ids, attention_mask=mask, position_ids=pos)
+    return out.last_hidden_state[:, -1], cache, mask, pos[:, -1]
+
+
+def structured_ids(model, tokenizer, grammar: Grammar | Sequence[Grammar], records: Sequence[dict], encs, prompt,
+                   horizon: int = 64) -> list[list[int]]:
+    """One batch: the grammar's greedy walk per record (new token ids, EOS included).
+    ``grammar`` and ``prompt``: one for every row, or one per row (rows of different tasks)."""
+    grammars = list(grammar) if isinstance(grammar, (list, tuple)) else [grammar] * len(records)
+    rows = [_Row(g, r) for g, r in zip(grammars, records, strict=True)]
+    hidden, cache, mask, last = prefill(model, encs, prompt, tokenizer.pad_token_id, horizon=horizon, head=False)
+    alive = list(range(len(rows)))
+    for r in rows:
+        r.advance()
+    while True:
+        keep = [k for k, i in enumerate(alive) if not rows[i].done]
+        if not keep:
+            break
+        if len(keep) < len(alive):
+            sel = torch.tensor(keep, device=mask.device)
+            alive, mask, last, hidden = [alive[k] for k in keep], mask[sel], last[sel], hidden[sel]
+            cache.batch_select_indices(sel)
+        if any(rows[i].pending for i in alive):  # forced tokens (and the last choice) not yet run
+            hidden, cache, mask, last = _run_pending(model, [rows[i] for i in alive], cache, mask, last,
+                                                     tokenizer.pad_token_id)
+        choices = [rows[i].choices() for i in alive]
+        vocab = sorted({t for c in choices for t in c})
+        col = {t: j for j, t in enumerate(vocab)}
+        allowed = torch.zeros((len(alive), len(vocab)), dtype=torch.bool)
+        for k, c in enumerate(choices):
+            allowed[k, [col[t] for t in c]] = True
+        logits = head_logits(model, hidden, vocab).float().masked_fill(~allowed.to(hidden.device), float("-inf"))
+        for k, j in enumerate(logits.argmax(-1).tolist()):
+            rows[alive[k]].take(vocab[j])
+    return [r.out for r in rows]
+
+
+def _groups(model, encs, idx: list[int], prompt, horizon: int) -> list[list[int]]:
+    """Rows decoded together. Forced chunks differ in length between rows, so the cache gets
+    padding between a row's tokens: where a sliding window could reach back that far, a
+    padded row would see fewer real tokens than alone, so each record is decoded alone.
+    ``prompt``: one for every row, or one per row (indexed like ``encs``)."""
+    window = sliding_window(model)
+    if window is not None and max(len(encs[i].input_ids) for i in idx) + horizon > window:
+        return [[i] for i in idx]
+    return window_split(model, encs, idx, per_row(prompt, len(encs)), horizon)
+
+
+@torch.inference_mode()
+def structured_rows(model, tokenizer, records: Sequence[dict], encs, settings: Sequence[DecodeSetting], *,
+                    batch_size: int = 32, on_progress: Progress = None, on_batch: OnBatch = None,
+                    head_checked: bool = False) -> list[str]:
+    """Predictions that follow each record's task grammar (input order; records of different
+    tasks share batches: per row its task's prompt and grammar, built once per setting from its
+    stored ``labels``); ``None`` encodings give ``""``. A setting's ``max_new_tokens`` is the most
+    answer tokens expected (the window rule). ``on_batch(indices, texts)`` sees each finished batch.
+    ``head_checked``: the caller ran :func:`require_gathered_head` on this model already (serve).
+
+    Rows of different tasks mix freely: each row walks its own grammar (the choices of a step
+    are gathered per row), and :func:`prefill` gives each row its own prompt."""
+    grammars: dict[int, Grammar] = {}
+    for e, s in zip(encs, settings, strict=True):
+        # a structured task says it has no grammar even when none of its records is left to decode
+        if (e is not None or s.decode == "structured") and id(s) not in grammars:
+            grammars[id(s)] = grammar_for(tokenizer, s.template, s.labels)
+    preds = [""] * len(encs)
+    if not grammars:
+        return preds
+    if not head_checked:
+        require_gathered_head(model, tokenizer, "structured")
+    prompts = [s.prompt for s in settings]
+    for idx in _batches(encs, batch_size, batch_cost=16.0 * 8):  # a few choices per answer
+        horizon = max(settings[i].max_new_tokens for i in idx)
+        for sub in _groups(model, encs, idx, prompts, horizon):
+            outs = structured_ids(model, tokenizer, [grammars[id(settings[i])] for i in sub], [records[i] for i in sub],
+                                  [encs[i] for i in sub], [prompts[i] for i in sub], horizon)
+            for i, ids in zip(sub, outs, strict=True):
+                preds[i] = decode_prediction(tokenizer, ids, False)
+        if on_batch:
+            on_batch(idx, [preds[i] for i in idx])
+        if on_progress:
+            on_progress(len(idx))
+    return preds
+
+
+def structured_texts(model, tokenizer, template: TaskTemplate, labels: dict, records: Sequence[dict],
+                     encs, prompt, *, batch_size: int = 32, horizon: int = 64, on_progress: Progress = None,
+                     on_batch: OnBatch = None) -> list[str]:
+    """:func:`structured_rows` for records of one task (``prompt``, grammar and ``horizon`` shared)."""
+    setting = DecodeSetting(template, prompt, horizon, False, decode="structured", labels=labels)
+    return structured_rows(model, tokenizer, records, encs, [setting] * len(encs), batch_size=batch_size,
+                           on_progress=on_progress, on_batch=on_batch)
