@@ -15,7 +15,7 @@ from ptune_cli.cli import app
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 SNAPSHOT = Path(__file__).with_name("snapshots") / "ptune_help.txt"
-COMMANDS = ["prepare", "translate", "normalize-labels", "kfold", "train", "eval", "report", "predict", "serve"]
+COMMANDS = ["prepare", "translate", "normalize-labels", "kfold", "train", "eval", "report", "predict", "serve", "export"]
 
 
 def _help(*args: str) -> str:

@@ -14,6 +14,7 @@ from ptune_cli.cli import eval as _eval  # noqa: E402,F401
 from ptune_cli.cli import report as _report  # noqa: E402,F401
 from ptune_cli.cli import predict as _predict  # noqa: E402,F401
 from ptune_cli.cli import serve as _serve  # noqa: E402,F401
+from ptune_cli.cli import export as _export  # noqa: E402,F401
 
 
 def main() -> None:
