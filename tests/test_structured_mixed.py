@@ -96,10 +96,10 @@ def _table(root, folder) -> str:
     stored: auto → generate), random input prompts."""
     from ptune_cli.models import load_causal_lm
 
-    model, _ = load_causal_lm(str(folder))
+    model, tok = load_causal_lm(str(folder))
     meta = {"base_model": str(folder), "templates": {t.taskname: t.to_dict() for t in (TPL, SENTIMENT)},
-            "tasks": {TPL.taskname: {"labels": describe_answers(GOLD)},
-                      SENTIMENT.taskname: {"labels": describe_answers(MOODS)}},
+            "tasks": {TPL.taskname: {"labels": describe_answers(GOLD, tok)},  # as ptune train stores them
+                      SENTIMENT.taskname: {"labels": describe_answers(MOODS, tok)}},
             "hyperparameters": {"train": None}}
     save_prompt_table(root / "run", {TPL.taskname: _prompt(model, 5, seed=1), SENTIMENT.taskname: _prompt(model, 4, seed=3)},
                       meta)
@@ -132,3 +132,22 @@ def test_predict_and_eval_pick_each_tasks_mode_in_a_mixed_file(tiny_lm_dir, tmp_
     assert res["tasks"][TPL.taskname]["meta"]["decode"] == "structured"
     assert res["tasks"][SENTIMENT.taskname]["meta"]["decode"] == "generate"
     assert res["meta"]["decode"] == "structured+generate"
+
+
+def test_export_resolves_the_generation_limit_as_predict_does(tiny_lm_dir, tmp_path):
+    """ptune_tasks.json's max_new_tokens (i21) is predict's: for an intent/slot task the run's
+    stored longest answer + 8, no training file needed."""
+    from ptune_cli.inference.export import task_entry
+    from ptune_cli.inference.predict import PredictConfig
+    from ptune_cli.inference.router import Router
+    from ptune_cli.ptuning.table import load_prompt_table
+
+    run = _table(tmp_path, tiny_lm_dir)
+    table = load_prompt_table(run)
+    router = Router(PredictConfig(run=run, data="-"), table)
+    tok = router.loaded[1]
+    for name in (TPL.taskname, SENTIMENT.taskname):
+        tokens = [f"<ptune:{name}:{i}>" for i in range(table.template(name).total_virtual_tokens)]
+        entry = task_entry(table, name, tok, tokens)
+        assert entry["max_new_tokens"] == router.tasks[name].setting.max_new_tokens
+    assert router.tasks[TPL.taskname].setting.max_new_tokens == describe_answers(GOLD, tok)["answer_tokens"] + 8

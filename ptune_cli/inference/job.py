@@ -169,8 +169,7 @@ def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: boo
     from ptune_cli.inference.structured import resolve_decode
 
     check_prompt_fits(model, task.prompt, cfg.run)
-    known = stored_labels(task).get("answer_tokens") if not golds else None
-    max_new = cfg.max_new_tokens or (known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds))
+    max_new = cfg.max_new_tokens or auto_max_new_tokens(tok, task, golds)
     mode = resolve_decode(cfg.decode, stored_labels(task))
     limit = _max_positions(model) - (max_new if mode != "rank" else 0)
     cands = candidates(cfg, task, golds) if mode == "rank" else None
@@ -180,6 +179,14 @@ def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: boo
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
     return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit, mode,
                          stored_labels(task) if mode == "structured" else {})
+
+
+def auto_max_new_tokens(tok, task: Task, golds: list[str]) -> int:
+    """The generation limit without ``--max-new-tokens``: from ``golds`` (eval's gold answers, or
+    the training answers predict, serve and export know), else the longest answer the run stores
+    (``answer_tokens``) + 8."""
+    known = stored_labels(task).get("answer_tokens") if not golds else None
+    return known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds)
 
 
 def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None, head_checked: bool = False) -> EvalJob:
