@@ -198,10 +198,14 @@ def typer_command(app, name: str, cls, run: Callable[[Any], Any], *, help: str, 
     """Register ``ptune NAME`` on ``app``: every CLI field of ``cls`` becomes an option (or
     argument); the command builds ``cls(**options)`` and calls ``run(cfg, **extra_values)``.
 
-    ``extra``: CLI-only parameters that are not part of the config (e.g. ``--markdown``).
+    ``extra``: CLI-only parameters that are not part of the config (e.g. ``--markdown``). A
+    config class may leave inherited fields off its command line with a ``CLI_OMIT`` class
+    attribute (serve's decoding batch is its --max-batch-size).
     """
     hints = _hints(cls)
-    params = [_typer_param(cls, f, hints[f.name]) for f in dataclasses.fields(cls) if _meta(f).get("cli", True)]
+    omit = getattr(cls, "CLI_OMIT", frozenset())
+    params = [_typer_param(cls, f, hints[f.name]) for f in dataclasses.fields(cls)
+              if _meta(f).get("cli", True) and f.name not in omit]
     extra = extra or []
     names = {p.name for p in extra}
 

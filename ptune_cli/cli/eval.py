@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Annotated
-
 import typer
 
 from ptune_cli.cli._app import app, example, progress, stderr_console, stdout_console
@@ -12,7 +9,7 @@ from ptune_cli.evaluate.config import EvalConfig
 from ptune_cli.options import typer_command
 
 
-def _eval(cfg, markdown: bool = False) -> None:
+def _eval(cfg) -> None:
     from ptune_cli.evaluate.runner import run_eval
 
     with progress(transient=True) as bar:
@@ -23,12 +20,14 @@ def _eval(cfg, markdown: bool = False) -> None:
             on_progress=lambda k: bar.advance(job, k),
         )
     to_stderr = "-" in (cfg.output, cfg.predictions_out)  # stdout carries the JSON / JSONL then
-    if markdown:
-        from ptune_cli.evaluate.report import results_markdown
+    per_task = results.get("tasks") or {None: results}  # a test file of several tasks: one table each
+    for name, res in per_task.items():
+        if cfg.markdown:
+            from ptune_cli.evaluate.report import results_markdown
 
-        typer.echo(results_markdown(results), nl=False, err=to_stderr)
-    else:
-        _print_results(results, stderr_console() if to_stderr else stdout_console())
+            typer.echo((f"### {name}\n\n" if name else "") + results_markdown(res), nl=False, err=to_stderr)
+        else:
+            _print_results(res, stderr_console() if to_stderr else stdout_console(), name)
 
 
 typer_command(
@@ -36,8 +35,10 @@ typer_command(
     help="""Predict on a test set with a p-tuned run and score it (accuracy, intent/slot P/R/F1, SQuAD EM/F1).
 
     Predictions are generated greedily in batches with a KV cache (or ranked over the label
-    set with --decode rank); only the generated text is kept. Results go to stdout as a table
-    and to -o as JSON; `ptune report` aggregates results files over folds.
+    set with --decode rank); only the generated text is kept. A test file of several tasks
+    (each record's 'taskname', no --task) is decoded in shared batches and scored per task.
+    Results go to stdout as a table and to -o as JSON; `ptune report` aggregates results files
+    over folds. Decoding lives in ptune_cli/inference/, scoring in ptune_cli/evaluate/.
     """,
     epilog=example(
         "ptune eval --run runs/fold_00 --data folds/fold_00/test.jsonl -o runs/fold_00/results.json --normalize sv-sentiment",
@@ -46,12 +47,10 @@ typer_command(
         "ptune eval --run runs/qa-00 --data folds/fold_00/test.jsonl -o eval/fold_00.json --metric squad --lang sv --report-to wandb",
         "ptune eval --baseline few --shots 5 --train folds/fold_00/train.jsonl --template templates/sv-sentiment.json --data folds/fold_00/test.jsonl",
     ),
-    extra=[inspect.Parameter("markdown", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=Annotated[
-        bool, typer.Option("--markdown", help="Print a markdown table instead of the rich table.")])],
 )
 
 
-def _print_results(results: dict, console) -> None:
+def _print_results(results: dict, console, task: str | None = None) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -60,7 +59,8 @@ def _print_results(results: dict, console) -> None:
 
     meta = results.get("meta", {})
     where = meta.get("data") or meta.get("predictions") or ""
-    title = f"eval: {results['metric']}, {results['n']} records" + (f" ({where})" if where else "")
+    title = (f"eval{' ' + task if task else ''}: {results['metric']}, {results['n']} records"
+             + (f" ({where})" if where else ""))
     if meta.get("records_per_s"):
         title += f", {meta['records_per_s']:.1f} records/s"
     table = Table(title=title, title_justify="left")

@@ -32,6 +32,8 @@ class EvalConfig(DecodeOptions):
                                 help="Results JSON (metrics, per-label rows, meta).")
     predictions_out: str | None = option(None, affects_output=False,
                                          help="Write each input record plus its 'prediction' (JSONL).")
+    markdown: bool = option(False, affects_output=False, show_default=False,
+                            help="Print a markdown table instead of the rich table.")
     metric: Literal["auto", "accuracy", "intent-slot", "squad"] = option(
         "auto", affects_output=False,
         help="auto: squad for QA records (an 'answers' list), intent-slot when gold labels contain 'Intent:', "

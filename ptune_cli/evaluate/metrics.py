@@ -250,6 +250,21 @@ def score(
     return score_intent_slot(golds, preds)
 
 
+DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"],
+                     "squad": ["exact_match", "f1"]}
+PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1", "squad": "f1"}
+_KEY_TITLES = {
+    "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match", "f1": "F1",
+    "intent.accuracy": "intent acc", "intent.precision": "intent P", "intent.recall": "intent R",
+    "intent.f1": "intent F1", "slot.precision": "slot P", "slot.recall": "slot R", "slot.f1": "slot F1",
+}
+
+
+def key_title(key: str) -> str:
+    """A results key as a table or plot shows it (``slot.f1`` -> ``slot F1``)."""
+    return _KEY_TITLES.get(key, key)
+
+
 def headline(results: dict) -> dict[str, float]:
     """The headline numbers of a results dict, flat (``intent.f1`` style keys)."""
     if results.get("metric") == "accuracy":  # ptune report refuses results without macro_f1

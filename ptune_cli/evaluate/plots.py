@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ptune_cli.errors import UserError
-from ptune_cli.evaluate.report import DEFAULT_PLOT_KEYS, PRIMARY_KEY, key_title
+from ptune_cli.evaluate.metrics import DEFAULT_PLOT_KEYS, PRIMARY_KEY, key_title
 from ptune_cli.io import atomic_output
 
 

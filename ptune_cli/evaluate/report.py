@@ -14,11 +14,9 @@ from pathlib import Path
 
 from ptune_cli.errors import UserError, at
 from ptune_cli.evaluate.meta import fold_in_path
-from ptune_cli.evaluate.metrics import headline
+from ptune_cli.evaluate.metrics import DEFAULT_PLOT_KEYS, PRIMARY_KEY, headline, key_title
 
-DEFAULT_PLOT_KEYS = {"accuracy": ["accuracy"], "intent-slot": ["intent.accuracy", "slot.f1", "exact_match"],
-                     "squad": ["exact_match", "f1"]}
-PRIMARY_KEY = {"accuracy": "accuracy", "intent-slot": "slot.f1", "squad": "f1"}
+__all__ = ["DEFAULT_PLOT_KEYS", "PRIMARY_KEY", "key_title"]  # declared in metrics (plots reads them too)
 
 
 def run_report(cfg) -> tuple[dict, str]:
@@ -202,16 +200,6 @@ def summarize(results: list[tuple[str, dict]]) -> dict:
 
 # ---------------------------------------------------------------------------------------------
 # Markdown
-
-_KEY_TITLES = {
-    "accuracy": "accuracy", "macro_f1": "macro F1", "exact_match": "exact match", "f1": "F1",
-    "intent.accuracy": "intent acc", "intent.precision": "intent P", "intent.recall": "intent R",
-    "intent.f1": "intent F1", "slot.precision": "slot P", "slot.recall": "slot R", "slot.f1": "slot F1",
-}
-
-
-def key_title(key: str) -> str:
-    return _KEY_TITLES.get(key, key)
 
 
 def pct(x: float | None) -> str:

@@ -3,7 +3,8 @@ the job (model + encodings) → decode, resuming an interrupted run → score �
 
 Three modes, one config (:class:`~ptune_cli.evaluate.config.EvalConfig`):
 
-* ``--run RUN_DIR --data TEST.jsonl`` — the base model + the run's prompts for the task;
+* ``--run RUN_DIR --data TEST.jsonl`` — the base model + the run's prompts for the task; a
+  test file of several tasks (no ``--task``) is decoded in shared batches and scored per task;
 * ``--baseline zero|one|few --template FILE --data TEST.jsonl`` — the frozen model alone;
 * ``--predictions PRED.jsonl`` — score an existing predictions file, no model.
 
@@ -79,7 +80,7 @@ def run_eval(cfg: EvalConfig, on_progress=None, on_total=None) -> dict:
     if partial is not None:
         partial.discard()  # outputs are complete: nothing left to resume
     if cfg.report_to != "none":
-        from ptune_cli.tracking import log_eval
+        from ptune_cli.evaluate.tracking import log_eval
 
         log_eval(cfg.report_to, cfg.output, results, pred_recs, columns)
     return results
@@ -121,6 +122,8 @@ def read_test_data(cfg: EvalConfig) -> TestData:
 
 def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     data = read_test_data(cfg)
+    if cfg.mode == "run" and not cfg.task and len(data.tasknames()) > 1:
+        return _predict_and_score_tasks(cfg, data, label_map, on_progress, on_total)
     tpl, table = task_template(cfg, data)
     required = {f: str for f in (*tpl.input_fields, tpl.answer_field)}  # io's one rule: text is a string
     for lineno, rec in data.numbered:
@@ -153,6 +156,82 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     return results, pred_recs, partial, _table_columns(list(tpl.input_fields), tpl.answer_field, metric)
 
 
+def _task_names(cfg: EvalConfig, data: TestData, table) -> list[str]:
+    """Each record's ``taskname`` (a test file of several tasks: every record names its own)."""
+    names = []
+    for lineno, rec in data.numbered:
+        name = rec.get("taskname")
+        if not isinstance(name, str):
+            raise UserError(f"{at(display_name(data.path), lineno, 'taskname')}: the file has records of several "
+                            "tasks, so each needs its 'taskname' (or pass --task NAME)")
+        if name not in table.tasknames:
+            raise UserError(f"{at(display_name(data.path), lineno, 'taskname')}: task '{name}' is not in the prompt "
+                            f"table (known tasks: {', '.join(table.tasknames)})")
+        names.append(name)
+    return names
+
+
+def _predict_and_score_tasks(cfg: EvalConfig, data: TestData, label_map, on_progress, on_total):
+    """A test file of several tasks (no --task): every record decoded with its task's prompts in
+    shared batches (one model, one job), then scored per task. The results hold ``tasks``:
+    ``{taskname: results}`` (each with its own metric and meta)."""
+    from ptune_cli.inference.job import load_model, make_job, resolve_setting
+    from ptune_cli.models import model_id
+    from ptune_cli.ptuning.table import load_prompt_table
+
+    if cfg.report_to != "none":
+        raise UserError(f"--report-to: {display_name(data.path)} has several tasks; track one at a time (--task NAME)")
+    table = load_prompt_table(cfg.run)
+    names = _task_names(cfg, data, table)
+    per: dict[str, dict] = {}
+    for name in dict.fromkeys(names):
+        tpl = table.template(name)
+        idx = [i for i, n in enumerate(names) if n == name]
+        numbered = [data.numbered[i] for i in idx]
+        for lineno, rec in numbered:
+            check_fields(rec, data.path, lineno, {f: str for f in (*tpl.input_fields, tpl.answer_field)})
+        recs = [r for _, r in numbered]
+        golds = [r[tpl.answer_field] for r in recs]
+        metric = resolve_metric(cfg.metric, golds, qa=is_qa(recs))
+        if cfg.decode == "rank" and metric != "accuracy":
+            raise UserError(f"task '{name}': --decode rank scores a closed label set: use it for classification "
+                            "(--metric accuracy), or evaluate this task alone (--task)")
+        one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else not any("\n" in g for g in golds)
+        scored = gold_answers(data.path, numbered, tpl.answer_field) if metric == "squad" else golds
+        per[name] = dict(tpl=tpl, idx=idx, golds=golds, metric=metric, scored=scored,
+                         task=load_task(cfg, tpl, table, one_line), one_line=one_line)
+    first = next(iter(per.values()))["task"]
+    model, tok = load_model(cfg, first.model)
+    for t in per.values():
+        t["setting"] = resolve_setting(cfg, t["task"], model, tok, t["golds"], t["one_line"])
+    job = make_job(cfg, model, tok, data.records, [per[n]["setting"] for n in names])
+    partial = _partial(cfg, data)
+    done = {int(r.pop("i")): r for r in partial.open()} if partial else {}
+    todo = [i not in done for i in range(len(names))]
+    n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
+    if on_total:
+        on_total(n_new)
+    t0 = time.perf_counter()
+    with resumable_on_failure(partial):
+        fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
+    seconds = time.perf_counter() - t0
+    pred_recs = [with_prediction(rec, done[i] if i in done else fields[i]) for i, rec in enumerate(data.records)]
+    results: dict = {"tasks": {}, "n": len(names)}
+    for name, t in per.items():
+        preds = [pred_recs[i]["prediction"] for i in t["idx"]]
+        r = score(t["scored"], preds, t["metric"], label_map, lang=cfg.lang)
+        meta = _model_meta(cfg, t["task"], job, t["metric"], sum(i in done for i in t["idx"]),
+                           encs=[job.encodings[i] for i in t["idx"]], setting=t["setting"])
+        r["meta"] = meta.to_dict()
+        results["tasks"][name] = r
+    meta = _base_meta(cfg, table.meta)
+    meta.model, meta.decode, meta.resumed, meta.batch_size = model_id(first.model), job.decode, len(done), cfg.batch_size
+    meta.device, meta.dtype, meta.seconds = job.device, job.dtype, round(seconds, 3)
+    meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
+    results["meta"] = {**meta.to_dict(), "tasks": list(per)}
+    return results, pred_recs, partial, []
+
+
 def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:
     """Finished predictions, kept batch by batch beside ``--predictions-out`` (else ``-o``) so
     that a killed run resumes; None when both go to stdout or neither is given. The records
@@ -169,18 +248,23 @@ def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:
     return ResumableJSONL(partial_path(target), fingerprint(output_settings(cfg), inputs), created_by="ptune eval")
 
 
-def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int) -> ResultsMeta:
+def _model_meta(cfg: EvalConfig, task: Task, job, metric: str, resumed: int, encs=None, setting=None) -> ResultsMeta:
+    """The results' meta for ``task``; ``encs`` / ``setting``: its records' encodings and its
+    setting when the job holds several tasks (default: the job's)."""
     from ptune_cli.models import model_id
 
+    encs = job.encodings if encs is None else encs
     meta = _base_meta(cfg, task.run_meta)
-    meta.task, meta.model, meta.metric, meta.decode = task.template.taskname, model_id(task.model), metric, job.decode
+    s = setting or job.setting
+    meta.task, meta.model, meta.metric = task.template.taskname, model_id(task.model), metric
+    meta.decode = s.decode if s is not None else job.decode  # --decode auto as resolved for the task
     if cfg.mode == "baseline":
         meta.baseline, meta.shots, meta.shot_lines = cfg.baseline, task.shots, task.shot_lines
         meta.train, meta.seed = cfg.train, cfg.seed
-    meta.skipped = sum(e is None for e in job.encodings)
-    meta.truncated = sum(e is not None and e.truncated for e in job.encodings)
+    meta.skipped = sum(e is None for e in encs)
+    meta.truncated = sum(e is not None and e.truncated for e in encs)
     meta.resumed, meta.batch_size, meta.device, meta.dtype = resumed, cfg.batch_size, job.device, job.dtype
-    meta.max_new_tokens, meta.stop_at_newline, meta.candidates = job.max_new_tokens, job.stop_at_newline, job.candidates
+    meta.max_new_tokens, meta.stop_at_newline, meta.candidates = s.max_new_tokens, s.stop_at_newline, s.candidates
     return meta
 
 

@@ -13,11 +13,10 @@ def prompt_embeds(model, tokenizer, template, prompt, record: dict):
     import torch
 
     from ptune_cli.errors import UserError
-    from ptune_cli.ptuning.model import inject_prompts
-    from ptune_cli.ptuning.prefix import Prefix, as_prompt
+    from ptune_cli.ptuning.model import PrefixKind, inject_prompts, kind_of
     from ptune_cli.ptuning.template import encode_example
 
-    if isinstance(as_prompt(prompt), Prefix):
+    if kind_of(prompt) is PrefixKind:
         # a deep prompt lives in every layer's keys/values: no input embeddings can carry it
         raise UserError(f"task '{template.taskname}' is a prefix task (--encoder prefix): it has no prompt "
                         "embeddings for an embeddings engine; serve it with ptune serve")

@@ -276,16 +276,17 @@ def _generation(model, ids: list[int]) -> None:
 def task_entry(table, name: str, tok, tokens: list[str]) -> dict:
     """One task of ``ptune_tasks.json``: prompt, fields, stop strings and max_new_tokens as
     ``ptune predict`` resolves them (from the run's training answers), rank labels when few."""
-    from ptune_cli.inference.job import Task, _auto_max_new_tokens
+    from ptune_cli.inference.job import Task, auto_max_new_tokens
     from ptune_cli.inference.router import training_answers
 
     tpl = table.template(name)
     prompt, lead = prompt_format(tpl, tokens)
-    answers = training_answers(Task(tpl, None, None, table.meta))
+    task = Task(tpl, None, None, table.meta)
+    answers = training_answers(task)
     one_line = bool(answers) and not any("\n" in a for a in answers)
     entry = {"prompt": prompt, "input_fields": list(dict.fromkeys(tpl.input_fields)),
              "answer_field": tpl.answer_field, "stop": ["\n"] if one_line else [],
-             "max_new_tokens": _auto_max_new_tokens(tok, answers), "answer_prefix": lead,
+             "max_new_tokens": auto_max_new_tokens(tok, task, answers), "answer_prefix": lead,
              "virtual_tokens": tokens}
     if answers and len(answers) <= MAX_LABELS:
         entry["labels"] = answers

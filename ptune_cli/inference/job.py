@@ -126,22 +126,29 @@ def stored_labels(task: Task) -> dict:
 
 @dataclass
 class EvalJob:
-    """Everything decoding needs, typed (was 12 positional parameters)."""
+    """Everything decoding needs, typed: the model, the records as encoded, and per record its
+    task's :class:`~.setting.DecodeSetting` (records of several tasks decode together)."""
 
     model: Any
     tokenizer: Any
-    template: TaskTemplate
-    prompt: Any  # torch.Tensor [T, h], Prefix, or None
     records: list[dict]  # as encoded (a baseline's carry its shots)
     encodings: list  # per record an Encoded, or None when it does not fit the model
-    decode: str
+    settings: list  # per record its task's DecodeSetting (its decoding mode included)
     batch_size: int
-    max_new_tokens: int
-    stop_at_newline: bool
-    candidates: list[str] | None = None  # rank decoding
-    labels: dict = field(default_factory=dict)  # structured decoding: the task's stored labels
     device: str = "cpu"
     dtype: str = "float32"
+    head_checked: bool = False  # rank: the model's head was checked once already (the Router)
+
+    @property
+    def setting(self):
+        """The first record's setting (a one-task job's only one)."""
+        return self.settings[0] if self.settings else None
+
+    @property
+    def decode(self) -> str:
+        """The records' decoding mode (``--decode auto`` resolved per task); a job of tasks
+        decoded differently names each, joined by ``+``."""
+        return "+".join(dict.fromkeys(s.decode for s in self.settings)) or "generate"
 
 
 def load_model(cfg, name: str | None):
@@ -152,20 +159,17 @@ def load_model(cfg, name: str | None):
     return load_causal_lm(name, dtype=torch_dtype(cfg.precision, device), device=device)
 
 
-def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
-              loaded: tuple | None = None) -> EvalJob:
-    """Load the model on ``--device`` in ``--precision`` and encode every record; ``loaded``:
-    ``(model, tokenizer)`` already loaded that way (predict and serve load once for every task)."""
+def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: bool):
+    """The task's decoding, resolved once: the mode (``--decode auto``: structured for an
+    intent/slot task whose labels the run stores, else generate), the generation limit
+    (``--max-new-tokens``, else from ``golds``, else from the stored labels' longest answer),
+    candidates (rank: --labels, else the stored answers, ...), the stored labels (structured)
+    and the longest prompt that fits the model."""
+    from ptune_cli.inference.setting import DecodeSetting
     from ptune_cli.inference.structured import resolve_decode
-    from ptune_cli.models import resolve_device, torch_dtype
-    from ptune_cli.ptuning.template import encode_example
 
-    device = resolve_device(cfg.device)
-    dtype = torch_dtype(cfg.precision, device)
-    model, tok = loaded if loaded is not None else load_model(cfg, task.model)
     check_prompt_fits(model, task.prompt, cfg.run)
-    known = stored_labels(task).get("answer_tokens") if not golds else None
-    max_new = cfg.max_new_tokens or (known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds))
+    max_new = cfg.max_new_tokens or auto_max_new_tokens(tok, task, golds)
     mode = resolve_decode(cfg.decode, stored_labels(task))
     limit = _max_positions(model) - (max_new if mode != "rank" else 0)
     cands = candidates(cfg, task, golds) if mode == "rank" else None
@@ -173,11 +177,39 @@ def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: 
     if cands:
         horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
-    prepared = [task.prepare(r) if task.prepare else r for r in records]
-    encs = [encode_example(task.template, r, tok, include_answer=False, max_length=limit) for r in prepared]
-    return EvalJob(model, tok, task.template, task.prompt, prepared, encs, mode, cfg.batch_size,
-                   max_new, one_line, cands, stored_labels(task) if mode == "structured" else {}, device,
-                   str(dtype).removeprefix("torch."))
+    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit, mode,
+                         stored_labels(task) if mode == "structured" else {})
+
+
+def auto_max_new_tokens(tok, task: Task, golds: list[str]) -> int:
+    """The generation limit without ``--max-new-tokens``: from ``golds`` (eval's gold answers, or
+    the training answers predict, serve and export know), else the longest answer the run stores
+    (``answer_tokens``) + 8."""
+    known = stored_labels(task).get("answer_tokens") if not golds else None
+    return known + 8 if isinstance(known, int) else _auto_max_new_tokens(tok, golds)
+
+
+def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None, head_checked: bool = False) -> EvalJob:
+    """Encode each record with its task's setting (``prepare``: the baseline's shots)."""
+    from ptune_cli.models import resolve_device, torch_dtype
+    from ptune_cli.ptuning.template import encode_example
+
+    device = resolve_device(cfg.device)
+    dtype = torch_dtype(cfg.precision, device)
+    prepared = [prepare(r) if prepare else r for r in records]
+    encs = [encode_example(s.template, r, tok, include_answer=False, max_length=s.limit)
+            for r, s in zip(prepared, settings, strict=True)]
+    return EvalJob(model, tok, prepared, encs, list(settings), cfg.batch_size, device,
+                   str(dtype).removeprefix("torch."), head_checked)
+
+
+def build_job(cfg, task: Task, records: list[dict], golds: list[str], one_line: bool,
+              loaded: tuple | None = None) -> EvalJob:
+    """Load the model on ``--device`` in ``--precision`` and encode every record of one task;
+    ``loaded``: ``(model, tokenizer)`` already loaded that way."""
+    model, tok = loaded if loaded is not None else load_model(cfg, task.model)
+    setting = resolve_setting(cfg, task, model, tok, golds, one_line)
+    return make_job(cfg, model, tok, records, [setting] * len(records), task.prepare)
 
 
 OnBatch = Callable[[list[tuple[int, dict]]], None]
@@ -185,33 +217,44 @@ OnBatch = Callable[[list[tuple[int, dict]]], None]
 
 def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch | None = None) -> dict[int, dict]:
     """``{index: {"prediction": …}}`` (+ ``"scores"`` with rank decoding) for the records with
-    ``todo[i]``; the others (done in an earlier run) are not decoded."""
-    from ptune_cli.inference.decode import generate_texts, rank_labels
+    ``todo[i]``; the others (done in an earlier run) are not decoded. Records of different
+    tasks share batches."""
+    from ptune_cli.inference.decode import generate_rows, rank_rows
 
     encs = [e if want else None for e, want in zip(job.encodings, todo, strict=True)]
+    cands = [s.candidates for s in job.settings]
 
     def keep(idx, preds, scores=None):
         if on_batch is not None:
-            on_batch([(i, _fields(p, scores[k] if scores else None, job.candidates))
+            on_batch([(i, _fields(p, scores[k] if scores else None, cands[i]))
                       for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
 
-    if job.decode == "structured":
-        from ptune_cli.inference.structured import structured_texts
+    modes = [s.decode for s in job.settings]
+    out: list[dict] = [{"prediction": ""} for _ in encs]
 
-        preds = structured_texts(job.model, job.tokenizer, job.template, job.labels, job.records, encs, job.prompt,
-                                 batch_size=job.batch_size, horizon=job.max_new_tokens, on_progress=on_progress,
-                                 on_batch=keep)
-        out = [{"prediction": p} for p in preds]
-    elif job.decode == "rank":
-        preds, scores = rank_labels(job.model, job.tokenizer, job.template, job.records, encs, job.prompt,
-                                    job.candidates, batch_size=job.batch_size, on_progress=on_progress,
-                                    on_batch=keep)
-        out = [_fields(p, s, job.candidates) for p, s in zip(preds, scores, strict=True)]
-    else:
-        preds = generate_texts(job.model, job.tokenizer, encs, job.prompt, batch_size=job.batch_size,
-                               max_new_tokens=job.max_new_tokens, stop_at_newline=job.stop_at_newline,
-                               on_progress=on_progress, on_batch=keep)
-        out = [{"prediction": p} for p in preds]
+    def only(mode: str) -> list:  # the records of one mode; the others are left out of its pass
+        return [e if m == mode else None for e, m in zip(encs, modes, strict=True)]
+
+    # each mode's records in one pass over the job (records of different tasks share its batches)
+    if "structured" in modes:
+        from ptune_cli.inference.structured import structured_rows
+
+        sel = only("structured")
+        preds = structured_rows(job.model, job.tokenizer, job.records, sel, job.settings, batch_size=job.batch_size,
+                                on_progress=on_progress, on_batch=keep, head_checked=job.head_checked)
+        out = [{"prediction": p} if e is not None else o for p, e, o in zip(preds, sel, out, strict=True)]
+    if "rank" in modes:
+        sel = only("rank")
+        preds, scores = rank_rows(job.model, job.tokenizer, job.records, sel, job.settings,
+                                  batch_size=job.batch_size, on_progress=on_progress, on_batch=keep,
+                                  head_checked=job.head_checked)
+        out = [_fields(p, sc, c) if m == "rank" else o
+               for p, sc, c, m, o in zip(preds, scores, cands, modes, out, strict=True)]
+    if "generate" in modes:
+        sel = only("generate")
+        preds = generate_rows(job.model, job.tokenizer, sel, job.settings, batch_size=job.batch_size,
+                              on_progress=on_progress, on_batch=keep)
+        out = [{"prediction": p} if m == "generate" else o for p, m, o in zip(preds, modes, out, strict=True)]
     return {i: f for i, f in enumerate(out) if todo[i]}
 
 
@@ -234,31 +277,19 @@ def _fields(pred: str, scores, cands) -> dict:
 def check_prompt_fits(model, prompt, where) -> None:
     """UserError when a table's prompt was made for another model (hidden size, or a prefix's
     layers × KV heads × head dim)."""
-    if prompt is None:
-        return
-    from ptune_cli.ptuning.prefix import Prefix, kv_layout
+    from ptune_cli.ptuning.model import kind_of
 
-    if isinstance(prompt, Prefix):
-        want = kv_layout(model)
-        got = (prompt.kv.shape[0], prompt.kv.shape[2], prompt.kv.shape[4])
-        if got != want:
-            raise UserError(f"{where}: the prefix has (layers, kv heads, head dim) {got} but the model has {want} "
-                            "(evaluate with the base model the run was trained on; --model)")
-        return
-    hidden = model.get_input_embeddings().weight.shape[1]
-    if prompt.shape[-1] != hidden:
-        raise UserError(f"{where}: prompts have hidden size {prompt.shape[-1]} but the model has "
-                        f"{hidden} (evaluate with the base model the run was trained on; --model)")
+    problem = None if prompt is None else kind_of(prompt).fit_problem(model, prompt)
+    if problem:
+        raise UserError(f"{where}: {problem} (evaluate with the base model the run was trained on; --model)")
 
 
 def _prefix_window_limit(model, prompt, horizon: int) -> int:
-    """A prefix must stay inside every sliding window (as in training): longer records do not
-    fit (empty prediction, counted), rather than losing the prefix in the sliding layers."""
-    from ptune_cli.ptuning.model import sliding_window
-    from ptune_cli.ptuning.prefix import Prefix
+    """The longest prompt that keeps ``prompt`` usable with ``horizon`` tokens to follow (a
+    prefix stays inside every sliding window, as in training)."""
+    from ptune_cli.ptuning.model import kind_of
 
-    w = sliding_window(model) if isinstance(prompt, Prefix) else None
-    return 1 << 30 if w is None else w - 1 - horizon
+    return kind_of(prompt).position_limit(model, prompt, horizon)
 
 
 def _auto_max_new_tokens(tok, golds: list[str]) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, option
+from ptune_cli.options import PRECISION_ALIASES, PRECISION_HELP, Precision, flag_of, option
 
 PANEL = "Prediction"
 
@@ -49,9 +49,9 @@ class DecodeOptions:
         """The decoding options' own checks (each command's ``problems()`` adds them)."""
         p = []
         if self.batch_size < 1:
-            p.append(f"--batch-size must be at least 1 (got {self.batch_size})")
+            p.append(f"{flag_of(self, 'batch_size')} must be at least 1 (got {self.batch_size})")
         if self.threads is not None and self.threads < 1:
-            p.append(f"--threads must be at least 1 (got {self.threads})")
+            p.append(f"{flag_of(self, 'threads')} must be at least 1 (got {self.threads})")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
-            p.append(f"--max-new-tokens must be at least 1 (got {self.max_new_tokens})")
+            p.append(f"{flag_of(self, 'max_new_tokens')} must be at least 1 (got {self.max_new_tokens})")
         return p

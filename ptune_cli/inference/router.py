@@ -25,15 +25,18 @@ from ptune_cli.errors import UserError
 
 @dataclass
 class RoutedTask:
-    """A task of the table with the settings its jobs are built with."""
+    """A task of the table with its decoding setting, resolved once (and again on reload)."""
 
     task: Any  # inference.job.Task
-    cfg: Any  # the command's config with max_new_tokens / labels resolved for this task
-    one_line: bool
+    setting: Any  # inference.setting.DecodeSetting
 
     @property
     def template(self):
         return self.task.template
+
+    @property
+    def one_line(self) -> bool:
+        return self.setting.stop_at_newline
 
 
 class RecordProblem(Exception):
@@ -94,32 +97,33 @@ def check_record(templates: dict, record: dict, default: str | None = None) -> s
 
 
 class Router:
-    """The table's tasks on one loaded model; :meth:`predict` answers records of any of them."""
+    """The table's tasks on one loaded model; :meth:`predict` answers records of any of them,
+    in shared batches."""
 
     def __init__(self, cfg, table, loaded=None):
-        from ptune_cli.inference.job import build_job, load_model, load_task
+        from ptune_cli.inference.job import load_model, load_task, resolve_setting
 
         self.cfg, self.table = cfg, table
         self.tasks: dict[str, RoutedTask] = {}
+        self.model_name = None
         for name in table.tasknames:
-            tpl = table.template(name)
-            probe = load_task(cfg, tpl, table, False)
+            task = load_task(cfg, table.template(name), table, False)
+            self.model_name = task.model
             if loaded is None:
-                loaded = load_model(cfg, probe.model)
-            answers = training_answers(probe)
+                loaded = load_model(cfg, task.model)
+            answers = training_answers(task)
             one_line = cfg.stop_at_newline if cfg.stop_at_newline is not None else bool(answers) and not any(
                 "\n" in a for a in answers)
-            task = load_task(cfg, tpl, table, one_line)
-            # an empty job resolves the defaults once (max new tokens, rank candidates) rather
-            # than re-reading the training file for every batch
-            probe_job = build_job(cfg, task, [], answers, one_line, loaded=loaded)
-            if cfg.decode == "rank" and not probe_job.candidates:
+            setting = resolve_setting(cfg, task, *loaded, answers, one_line)
+            if setting.decode == "rank" and not setting.candidates:
                 raise UserError(f"task '{name}': --decode rank needs --labels (the run's training file is not there)")
-            resolved = dataclasses.replace(cfg, max_new_tokens=probe_job.max_new_tokens, labels=probe_job.candidates,
-                                           decode=probe_job.decode)  # auto resolved once per task
-            self.tasks[name] = RoutedTask(task, resolved, one_line)
+            self.tasks[name] = RoutedTask(task, setting)  # --decode auto resolved here, once per task
         self.loaded = loaded
-        self.model_name = probe.model if table.tasknames else None
+        gathered = [m for m in ("rank", "structured") if any(rt.setting.decode == m for rt in self.tasks.values())]
+        if gathered and loaded is not None:
+            from ptune_cli.inference.decode import require_gathered_head
+
+            require_gathered_head(*loaded, gathered[0])  # once per model, not per batch
 
     @property
     def tasknames(self) -> list[str]:
@@ -132,26 +136,27 @@ class Router:
                 on_batch: Callable[[list[tuple[int, dict]]], None] | None = None,
                 on_progress=None) -> dict[int, dict]:
         """``{index: {"prediction": …}}`` for ``items`` = ``[(taskname, record)]`` (checked by
-        :meth:`check`) with ``todo[index]``; one job per task, decoded with eval's code.
-        A record too long for the model gets ``{"prediction": "", "skipped": True}``."""
-        from ptune_cli.inference.job import build_job, decode
+        :meth:`check`) with ``todo[index]``; records of every task in one job, decoded with
+        eval's code. A record too long for the model gets ``{"prediction": "", "skipped": True}``."""
+        from ptune_cli.inference.job import decode, make_job
 
         todo = todo if todo is not None else [True] * len(items)
-        out: dict[int, dict] = {}
-        for name in dict.fromkeys(n for (n, _), want in zip(items, todo, strict=True) if want):
-            rt = self.tasks[name]
-            idx = [i for i, (n, _) in enumerate(items) if n == name and todo[i]]
-            job = build_job(rt.cfg, rt.task, [items[i][1] for i in idx], [], rt.one_line, loaded=self.loaded)
-            skipped = [idx[k] for k, e in enumerate(job.encodings) if e is None]
+        idx = [i for i, want in enumerate(todo) if want]
+        if not idx:
+            return {}
+        model, tok = self.loaded
+        job = make_job(self.cfg, model, tok, [items[i][1] for i in idx],
+                       [self.tasks[items[i][0]].setting for i in idx], head_checked=True)
+        skipped = [idx[k] for k, e in enumerate(job.encodings) if e is None]
 
-            def keep(batch, idx=idx):
-                if on_batch is not None:
-                    on_batch([(idx[k], fields) for k, fields in batch])
+        def keep(batch):
+            if on_batch is not None:
+                on_batch([(idx[k], fields) for k, fields in batch])
 
-            fields = decode(job, [e is not None for e in job.encodings], on_progress, keep)
-            out.update({idx[k]: f for k, f in fields.items()})
-            for i in skipped:
-                out[i] = {"prediction": "", "skipped": True}
-            if skipped:
-                keep([(idx.index(i), out[i]) for i in skipped])
+        fields = decode(job, [e is not None for e in job.encodings], on_progress, keep)
+        out = {idx[k]: f for k, f in fields.items()}
+        for i in skipped:
+            out[i] = {"prediction": "", "skipped": True}
+        if skipped and on_batch is not None:
+            on_batch([(i, out[i]) for i in skipped])
         return out

@@ -39,12 +39,12 @@ from ptune_cli.inference.decode import (
     OnBatch,
     Progress,
     _batches,
-    _prefill,
-    _window_groups,
     decode_prediction,
+    require_gathered_head,
 )
-from ptune_cli.ptuning.model import check_gathered_head, head_logits, run_cached, sliding_window
-from ptune_cli.ptuning.prefix import as_prompt
+from ptune_cli.inference.prefill import per_row, prefill, window_split
+from ptune_cli.inference.setting import DecodeSetting
+from ptune_cli.ptuning.lm import head_logits, run_cached, sliding_window
 from ptune_cli.ptuning.template import TaskTemplate
 
 END = -1  # trie key of a finished sequence; its value is what comes next
@@ -210,11 +210,13 @@ def _run_pending(model, rows: list[_Row], cache, mask, last, pad_id: int):
     return out.last_hidden_state[:, -1], cache, mask, pos[:, -1]
 
 
-def structured_ids(model, tokenizer, grammar: Grammar, records: Sequence[dict], encs, prompt,
+def structured_ids(model, tokenizer, grammar: Grammar | Sequence[Grammar], records: Sequence[dict], encs, prompt,
                    horizon: int = 64) -> list[list[int]]:
-    """One batch: the grammar's greedy walk per record (new token ids, EOS included)."""
-    rows = [_Row(grammar, r) for r in records]
-    hidden, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id, horizon=horizon, head=False)
+    """One batch: the grammar's greedy walk per record (new token ids, EOS included).
+    ``grammar`` and ``prompt``: one for every row, or one per row (rows of different tasks)."""
+    grammars = list(grammar) if isinstance(grammar, (list, tuple)) else [grammar] * len(records)
+    rows = [_Row(g, r) for g, r in zip(grammars, records, strict=True)]
+    hidden, cache, mask, last = prefill(model, encs, prompt, tokenizer.pad_token_id, horizon=horizon, head=False)
     alive = list(range(len(rows)))
     for r in rows:
         r.advance()
@@ -244,29 +246,42 @@ def structured_ids(model, tokenizer, grammar: Grammar, records: Sequence[dict], 
 def _groups(model, encs, idx: list[int], prompt, horizon: int) -> list[list[int]]:
     """Rows decoded together. Forced chunks differ in length between rows, so the cache gets
     padding between a row's tokens: where a sliding window could reach back that far, a
-    padded row would see fewer real tokens than alone, so each record is decoded alone."""
+    padded row would see fewer real tokens than alone, so each record is decoded alone.
+    ``prompt``: one for every row, or one per row (indexed like ``encs``)."""
     window = sliding_window(model)
     if window is not None and max(len(encs[i].input_ids) for i in idx) + horizon > window:
         return [[i] for i in idx]
-    return _window_groups(model, encs, idx, prompt, horizon)
+    return window_split(model, encs, idx, per_row(prompt, len(encs)), horizon)
 
 
 @torch.inference_mode()
-def structured_texts(model, tokenizer, template: TaskTemplate, labels: dict, records: Sequence[dict],
-                     encs, prompt, *, batch_size: int = 32, horizon: int = 64, on_progress: Progress = None,
-                     on_batch: OnBatch = None) -> list[str]:
-    """Predictions that follow the task's grammar (input order); ``None`` encodings give ``""``.
-    ``horizon``: the most answer tokens expected. ``on_batch(indices, texts)`` sees each finished batch."""
-    grammar = grammar_for(tokenizer, template, labels)
-    if not check_gathered_head(model, tokenizer):
-        raise UserError(f"--decode structured: the LM head of {type(model).__name__} post-processes logits in a way "
-                        "ptune does not reproduce; use --decode generate")
+def structured_rows(model, tokenizer, records: Sequence[dict], encs, settings: Sequence[DecodeSetting], *,
+                    batch_size: int = 32, on_progress: Progress = None, on_batch: OnBatch = None,
+                    head_checked: bool = False) -> list[str]:
+    """Predictions that follow each record's task grammar (input order; records of different
+    tasks share batches: per row its task's prompt and grammar, built once per setting from its
+    stored ``labels``); ``None`` encodings give ``""``. A setting's ``max_new_tokens`` is the most
+    answer tokens expected (the window rule). ``on_batch(indices, texts)`` sees each finished batch.
+    ``head_checked``: the caller ran :func:`require_gathered_head` on this model already (serve).
+
+    Rows of different tasks mix freely: each row walks its own grammar (the choices of a step
+    are gathered per row), and :func:`prefill` gives each row its own prompt."""
+    grammars: dict[int, Grammar] = {}
+    for e, s in zip(encs, settings, strict=True):
+        # a structured task says it has no grammar even when none of its records is left to decode
+        if (e is not None or s.decode == "structured") and id(s) not in grammars:
+            grammars[id(s)] = grammar_for(tokenizer, s.template, s.labels)
     preds = [""] * len(encs)
-    prompt = as_prompt(prompt)
+    if not grammars:
+        return preds
+    if not head_checked:
+        require_gathered_head(model, tokenizer, "structured")
+    prompts = [s.prompt for s in settings]
     for idx in _batches(encs, batch_size, batch_cost=16.0 * 8):  # a few choices per answer
-        for sub in _groups(model, encs, idx, prompt, horizon):
-            outs = structured_ids(model, tokenizer, grammar, [records[i] for i in sub], [encs[i] for i in sub], prompt,
-                                  horizon)
+        horizon = max(settings[i].max_new_tokens for i in idx)
+        for sub in _groups(model, encs, idx, prompts, horizon):
+            outs = structured_ids(model, tokenizer, [grammars[id(settings[i])] for i in sub], [records[i] for i in sub],
+                                  [encs[i] for i in sub], [prompts[i] for i in sub], horizon)
             for i, ids in zip(sub, outs, strict=True):
                 preds[i] = decode_prediction(tokenizer, ids, False)
         if on_batch:
@@ -274,3 +289,12 @@ def structured_texts(model, tokenizer, template: TaskTemplate, labels: dict, rec
         if on_progress:
             on_progress(len(idx))
     return preds
+
+
+def structured_texts(model, tokenizer, template: TaskTemplate, labels: dict, records: Sequence[dict],
+                     encs, prompt, *, batch_size: int = 32, horizon: int = 64, on_progress: Progress = None,
+                     on_batch: OnBatch = None) -> list[str]:
+    """:func:`structured_rows` for records of one task (``prompt``, grammar and ``horizon`` shared)."""
+    setting = DecodeSetting(template, prompt, horizon, False, decode="structured", labels=labels)
+    return structured_rows(model, tokenizer, records, encs, [setting] * len(encs), batch_size=batch_size,
+                           on_progress=on_progress, on_batch=on_batch)

@@ -1,132 +1,119 @@
-"""Prompt injection into a frozen causal LM, and the answer-only loss.
+"""The prompt kinds, in one home: input prompts and deep prefix prompts behind one small
+interface, so no caller asks which kind it holds.
 
-The LM never computes logits over the whole vocabulary at every position: it runs to hidden
-states, the positions that carry a label are gathered, and only those go through ``lm_head``.
+A task's prompt is an input prompt — rows [T, h] that replace the template's virtual positions in
+``inputs_embeds`` (:mod:`.lm`) — or a deep prompt, a :class:`~.prefix.Prefix` of per-layer
+keys/values that opens the KV cache (:mod:`.prefix`); None is a baseline (no prompt).
+:func:`kind_of` picks the implementation once; each answers:
+
+* ``loss`` — the answer-only training loss (:func:`answer_loss`);
+* ``fit_problem`` — why the prompt does not fit a model (made for another one), or None;
+* ``position_limit`` — the longest prompt that keeps the prompt usable with ``horizon`` tokens
+  to follow (a prefix must stay inside every sliding window);
+* ``own`` / ``offset`` — inference prefill: a row's tokens after its prompt, and the cache
+  positions before them (:mod:`ptune_cli.inference.prefill`).
+
+The LM plumbing every kind uses (:mod:`.lm`) stays importable from here.
 """
 
 from __future__ import annotations
 
-import inspect
+from ptune_cli.ptuning.lm import (
+    check_gathered_head,
+    head_logits,
+    hidden_states,
+    inject_prompts,
+    input_loss,
+    run_cached,
+    sliding_window,
+)
+from ptune_cli.ptuning.prefix import Prefix, as_prompt, kv_layout, prefix_loss, split_virtual
+from ptune_cli.ptuning.template import Encoded
 
-import torch
-import torch.nn.functional as F
+__all__ = ["check_gathered_head", "head_logits", "hidden_states", "inject_prompts", "run_cached", "sliding_window",
+           "InputKind", "PrefixKind", "kind_of", "answer_loss", "as_prompt"]
 
-_CACHE_ARG: dict[type, str] = {}
-
-
-def inject_prompts(model, input_ids, virtual_mask, prompts):
-    """``inputs_embeds`` = embeddings of ``input_ids`` with the rows where ``virtual_mask`` is
-    True replaced, in order, by ``prompts[b]`` (each row has exactly T True positions);
-    prompts are cast to the embedding dtype."""
-    embeds = model.get_input_embeddings()(input_ids)
-    if prompts.dim() == 2:
-        prompts = prompts.unsqueeze(0).expand(input_ids.shape[0], -1, -1)
-    if prompts.shape[1] == 0:
-        return embeds
-    mask = virtual_mask.to(torch.bool)
-    # masked_scatter fills masked positions row by row, in order: exactly prompts[b] per row.
-    return embeds.masked_scatter(mask.unsqueeze(-1), prompts.to(embeds.dtype).reshape(-1))
+_NO_LIMIT = 1 << 30
 
 
-def _body_and_head(model):
-    """(decoder body returning hidden states, output projection)."""
-    return model.base_model, model.get_output_embeddings()
+class InputKind:
+    """Rows [T, h] at the virtual positions (None: a baseline, no rows)."""
 
+    name = "input"
 
-def run_cached(module, cache=None, **kwargs):
-    """``module(**kwargs, use_cache=True)`` with the KV ``cache`` passed under the name this
-    transformers release uses (``cache`` since 5.2x, ``past_key_values`` before; the old name
-    warns on every call and goes in 5.40). Returns ``(output, cache)``."""
-    cls = type(module)
-    if cls not in _CACHE_ARG:
-        _CACHE_ARG[cls] = "cache" if "cache" in inspect.signature(module.forward).parameters else "past_key_values"
-    name = _CACHE_ARG[cls]
-    if cache is not None:
-        kwargs[name] = cache
-    out = module(**kwargs, use_cache=True)
-    return out, out.get(name)
+    @staticmethod
+    def loss(model, input_ids, attention_mask, virtual_mask, labels, prompt, *, reduction="mean", gathered=True):
+        return input_loss(model, input_ids, attention_mask, virtual_mask, labels, prompt,
+                          reduction=reduction, gathered=gathered)
 
-
-def sliding_window(model) -> int | None:
-    """The attention window of a model with sliding-window layers (Mistral, Gemma 2/3, Phi-3),
-    else None. Such layers see the last W cache positions, padding included."""
-    cfg = model.config
-    w = getattr(cfg, "sliding_window", None)
-    types = getattr(cfg, "layer_types", None)
-    if not w or getattr(cfg, "use_sliding_window", True) is False or (types and "sliding_attention" not in types):
+    @staticmethod
+    def fit_problem(model, prompt) -> str | None:
+        hidden = model.get_input_embeddings().weight.shape[1]
+        if prompt is not None and prompt.shape[-1] != hidden:
+            return f"prompts have hidden size {prompt.shape[-1]} but the model has {hidden}"
         return None
-    return int(w)
+
+    @staticmethod
+    def position_limit(model, prompt, horizon: int) -> int:
+        return _NO_LIMIT  # left padding keeps every window exact (inference.prefill)
+
+    @staticmethod
+    def own(enc: Encoded, prompt) -> Encoded:
+        return enc
+
+    @staticmethod
+    def offset(before: list[int], prompt) -> int:
+        return 0
 
 
-def hidden_states(model, inputs_embeds, attention_mask):
-    body, _ = _body_and_head(model)
-    out = body(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False)
-    return out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+class PrefixKind:
+    """Per-layer keys/values after BOS; the template's placeholders are dropped."""
+
+    name = "prefix"
+
+    @staticmethod
+    def loss(model, input_ids, attention_mask, virtual_mask, labels, prompt, *, reduction="mean", gathered=True):
+        return prefix_loss(model, input_ids, attention_mask, virtual_mask, labels, prompt,
+                           reduction=reduction, gathered=gathered)
+
+    @staticmethod
+    def fit_problem(model, prompt) -> str | None:
+        want = kv_layout(model)
+        got = (prompt.kv.shape[0], prompt.kv.shape[2], prompt.kv.shape[4])
+        if got != want:
+            return f"the prefix has (layers, kv heads, head dim) {got} but the model has {want}"
+        return None
+
+    @staticmethod
+    def position_limit(model, prompt, horizon: int) -> int:
+        """Sliding layers keep the last W-1 positions: prompt + ``horizon`` must fit, or the
+        prefix drops out of them (such records do not fit rather than lose the prefix)."""
+        w = sliding_window(model)
+        return _NO_LIMIT if w is None else w - 1 - horizon
+
+    @staticmethod
+    def own(enc: Encoded, prompt) -> Encoded:
+        rest = split_virtual(enc)[1]
+        return Encoded(rest, [False] * len(rest), [], 0, False)
+
+    @staticmethod
+    def offset(before: list[int], prompt) -> int:
+        return len(before) + prompt.length
 
 
-def head_logits(model, hidden, vocab=None):
-    """``lm_head`` on gathered hidden states, with the model's own logit post-processing.
-
-    ``vocab`` (token ids): logits of those tokens only, [..., len(vocab)] — rank decoding
-    needs no others, and Gemma's 262k-row head is the model's largest matrix.
-    """
-    _, head = _body_and_head(model)
-    if vocab is None:
-        logits = head(hidden)
-    else:
-        idx = torch.as_tensor(vocab, dtype=torch.long, device=head.weight.device)
-        bias = head.bias[idx] if getattr(head, "bias", None) is not None else None
-        logits = F.linear(hidden, head.weight[idx], bias)
-    cfg = model.config
-    scale = getattr(cfg, "logit_scale", None)
-    if isinstance(scale, (int, float)) and scale != 1:
-        logits = logits * scale
-    cap = getattr(cfg, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return logits
+def kind_of(prompt) -> type[InputKind] | type[PrefixKind]:
+    """The implementation for ``prompt`` (a table tensor, a typed prompt, or None)."""
+    return PrefixKind if isinstance(as_prompt(prompt), Prefix) else InputKind
 
 
-def answer_loss(
-    model, input_ids, attention_mask, virtual_mask, labels, prompts, *, reduction="mean", gathered=True
-):
-    """Cross-entropy on the labelled positions only (labels != -100, shifted by one).
+def answer_loss(model, input_ids, attention_mask, virtual_mask, labels, prompts, *, reduction="mean", gathered=True):
+    """Cross-entropy on the labelled positions only (labels != -100, shifted by one), for a
+    prompt of either kind (an input prompt [T, h], a :class:`~.prefix.Prefix` or its 5-D tensor).
 
     Returns ``(loss, n_tokens)``; ``reduction="sum"`` gives the summed loss (for val averages).
     ``gathered=False`` falls back to the model's full logits (architectures whose head
-    post-processing :func:`check_gathered_head` could not reproduce). ``prompts`` is an input
-    prompt [T, h] or a deep prompt (:class:`~ptune_cli.ptuning.prefix.Prefix`, or its 5-D tensor).
+    post-processing :func:`check_gathered_head` could not reproduce).
     """
-    from ptune_cli.ptuning.prefix import Prefix, as_prompt, prefix_loss
-
     prompts = as_prompt(prompts)
-    if isinstance(prompts, Prefix):
-        return prefix_loss(model, input_ids, attention_mask, virtual_mask, labels, prompts,
-                           reduction=reduction, gathered=gathered)
-    embeds = inject_prompts(model, input_ids, virtual_mask, prompts)
-    target = labels[:, 1:]
-    sel = target != -100
-    # Hidden states after the last labelled position are never used: trim the sequence.
-    last = int(sel.any(0).nonzero().max()) + 1 if sel.any() else 1
-    sel = sel[:, :last]
-    if gathered:
-        hid = hidden_states(model, embeds[:, :last], attention_mask[:, :last])
-        logits = head_logits(model, hid[sel])
-    else:
-        out = model(inputs_embeds=embeds[:, :last], attention_mask=attention_mask[:, :last], use_cache=False)
-        logits = out.logits[sel]
-    loss = F.cross_entropy(logits.float(), target[:, :last][sel], reduction=reduction)
-    return loss, int(sel.sum())
-
-
-def check_gathered_head(model, tokenizer) -> bool:
-    """True when hidden states + ``head_logits`` reproduce the model's own logits (checked once
-    on a short input), so the gathered-logits shortcut is exact for this architecture."""
-    ids = torch.tensor([[t for t in tokenizer("ok, check this")["input_ids"]][:8]])
-    ids = ids.to(model.get_input_embeddings().weight.device)
-    mask = torch.ones_like(ids)
-    with torch.no_grad():
-        ref = model(input_ids=ids, attention_mask=mask).logits.float()
-        emb = model.get_input_embeddings()(ids)
-        mine = head_logits(model, hidden_states(model, emb, mask)).float()
-    return ref.shape == mine.shape and torch.allclose(ref, mine, atol=1e-3, rtol=1e-3)
+    return kind_of(prompts).loss(model, input_ids, attention_mask, virtual_mask, labels, prompts,
+                                 reduction=reduction, gathered=gathered)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ptune_cli.ptuning.model import head_logits, run_cached, sliding_window
+from ptune_cli.ptuning.lm import head_logits, run_cached, sliding_window
 from ptune_cli.ptuning.template import MARKER_RE, Encoded, TaskTemplate
 
 _LAYOUT: dict[int, tuple[object, tuple[int, int, int]]] = {}
@@ -89,7 +89,7 @@ def window_problem(model, length: int, what: str) -> str | None:
     return None
 
 
-def _cache_dtype(model, device) -> torch.dtype:
+def cache_dtype(model, device) -> torch.dtype:
     dev = torch.device(device).type
     if torch.is_autocast_enabled(dev):
         return torch.get_autocast_dtype(dev)
@@ -111,7 +111,7 @@ def start_cache(model, before: list[int], kv: torch.Tensor, batch: int):
         from transformers import DynamicCache
 
         cache = DynamicCache(config=model.config)
-        dtype = _cache_dtype(model, device)
+        dtype = cache_dtype(model, device)
     kv = kv.to(device=device, dtype=dtype)
     for i in range(kv.shape[0]):
         k, v = (kv[i, j].unsqueeze(0).expand(batch, -1, -1, -1) for j in (0, 1))

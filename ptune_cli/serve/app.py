@@ -5,7 +5,8 @@
   tokenizer takes, count, body size) and decoded by the :class:`~.batcher.Batcher` worker with
   eval's code (:mod:`..inference.router`); a record that still fails in the model fails alone.
 * ``GET /v1/tasks`` — the table's tasks with their template fields; ``POST /v1/reload`` —
-  re-read the run's prompt table (also on SIGHUP); ``GET /health`` — no token needed.
+  re-read the run's prompt table (also on SIGHUP); ``GET /health`` — no token needed;
+  ``GET /metrics`` — Prometheus text (:mod:`.metrics`).
 
 Every refusal is JSON (:mod:`.errors`): 422 ``{"detail": [{"loc": ["body", 1, "utterance"],
 "msg": …}]}`` (the shape of FastAPI's own validation errors), 400, 401, 409, 413, 415, 500,
@@ -20,7 +21,7 @@ import secrets
 import sys
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException
+from fastapi import Body, Depends, FastAPI, HTTPException, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,7 @@ from ptune_cli.serve.errors import (
     responses,
     validation_error,
 )
+from ptune_cli.serve.metrics import CountRequests
 from ptune_cli.serve.state import ServeState
 
 PREDICT_PATH = "/v1/predict"
@@ -104,6 +106,8 @@ def create_app(state: ServeState, *, handle_sighup: bool = False, sighup_pending
     app.add_exception_handler(Exception, internal_error)
     app.add_middleware(RequestCheck, limit=cfg.max_request_bytes, json_paths=frozenset({PREDICT_PATH}))
     app.add_middleware(AnswerOnShutdown)
+    routes: set[str] = set()  # filled once the routes below exist
+    app.add_middleware(CountRequests, metrics=state.metrics, routes=lambda: routes)
     if not docs:
         app.get("/openapi.json", include_in_schema=False, dependencies=auth)(lambda: app.openapi())
 
@@ -113,6 +117,12 @@ def create_app(state: ServeState, *, handle_sighup: bool = False, sighup_pending
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok"}
+
+    @app.get("/metrics", dependencies=auth, responses=responses(*locked), response_class=Response)
+    def metrics() -> Response:
+        """Prometheus text format: requests and errors by route and code, latency histogram,
+        records per batch, queue depth, reloads."""
+        return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
     @app.get("/v1/tasks", dependencies=auth, responses=responses(*locked))
     def tasks() -> list[TaskInfo]:
@@ -149,6 +159,7 @@ def create_app(state: ServeState, *, handle_sighup: bool = False, sighup_pending
         out = [Prediction(taskname=name, **fields) for (name, _), fields in zip(items, results, strict=True)]
         return out[0] if one else out
 
+    routes.update(r.path for r in app.routes)
     return app
 
 

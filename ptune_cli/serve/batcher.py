@@ -35,8 +35,10 @@ class Batcher:
     """``run_batch(items) -> results`` (one result, or an Exception instance, per item) on a
     worker thread, items of concurrent submitters batched together."""
 
-    def __init__(self, run_batch: Callable[[list], list], max_batch_size: int, max_wait_s: float):
+    def __init__(self, run_batch: Callable[[list], list], max_batch_size: int, max_wait_s: float,
+                 on_batch: Callable[[int], None] | None = None, on_failure: Callable[[], None] | None = None):
         self.run_batch, self.max_batch_size, self.max_wait_s = run_batch, max_batch_size, max_wait_s
+        self.on_batch, self.on_failure = on_batch, on_failure  # metrics: records per batch, isolated failures
         self._queue: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="ptune-model-worker", daemon=True)
         self.batches = 0  # batches run (for /health and tests)
@@ -49,6 +51,10 @@ class Batcher:
         """Finish what is queued, then end the worker."""
         self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def depth(self) -> int:
+        """Records (and control jobs) waiting for the worker."""
+        return self._queue.qsize()
 
     def submit(self, items: list) -> list[Future]:
         futures = [Future() for _ in items]
@@ -94,6 +100,8 @@ class Batcher:
             return
         self.batches += 1
         self.largest = max(self.largest, len(batch))
+        if self.on_batch is not None:
+            self.on_batch(len(batch))
         results = self._isolated([item for item, _ in batch])
         for (_, fut), res in zip(batch, results, strict=True):
             if isinstance(res, BaseException):
@@ -110,6 +118,8 @@ class Batcher:
             if len(items) == 1:
                 print(f"ptune serve: a record failed in the model ({type(e).__name__}: {e}); "
                       "its request gets 500, the others in its batch their answers", file=sys.stderr, flush=True)
+                if self.on_failure is not None:
+                    self.on_failure()
                 return [e]
             half = len(items) // 2
             return self._isolated(items[:half]) + self._isolated(items[half:])

@@ -1,7 +1,11 @@
-"""What ``ptune serve`` holds while it runs: the loaded model, the routed prompt table, the
-batcher. The table can be swapped (:meth:`ServeState.reload`) while the model stays."""
+"""What ``ptune serve`` holds while it runs: the loaded model, the routed prompt table (each
+task's decoding setting resolved once, and again on reload), the batcher and the metrics. The
+table can be swapped (:meth:`ServeState.reload`) while the model stays. Records of every task
+share the worker's batches: one batch size, ``--max-batch-size``."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from ptune_cli.errors import UserError
 from ptune_cli.inference.router import RecordProblem, Router
@@ -12,12 +16,17 @@ from ptune_cli.serve.config import ServeConfig
 class ServeState:
     def __init__(self, cfg: ServeConfig):
         from ptune_cli.ptuning.table import load_prompt_table
+        from ptune_cli.serve.metrics import ServeMetrics
 
+        cfg = dataclasses.replace(cfg, batch_size=cfg.max_batch_size)  # one batch size: the worker's
         self.cfg = cfg
         self.router = Router(cfg, load_prompt_table(cfg.run))
         if cfg.task is not None and cfg.task not in self.router.tasks:
             raise UserError(f"--task {cfg.task}: not in the prompt table (known tasks: {', '.join(self.router.tasks)})")
         self.batcher = Batcher(self.run_batch, cfg.max_batch_size, cfg.max_wait_ms / 1000)
+        self.metrics = ServeMetrics(self.batcher.depth)
+        self.batcher.on_batch = self.metrics.batch.observe
+        self.batcher.on_failure = self.metrics.record_failures.inc
         self.reloads = 0
 
     def templates(self) -> dict:
@@ -55,6 +64,7 @@ class ServeState:
         old = set(self.router.tasks)
         self.router = new  # one assignment: requests see the old or the new table, never a mix
         self.reloads += 1
+        self.metrics.reloads.inc()
         return {"tasks": new.tasknames, "added": [n for n in new.tasknames if n not in old],
                 "removed": sorted(old - set(new.tasknames))}
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ptune_cli import __version__
 from ptune_cli.ptuning.table import save_prompt_table
-
-if TYPE_CHECKING:
-    from ptune_cli.training.recipe import TrainRecipe
 
 
 def param_counts(model, encoder) -> tuple[int, int]:
@@ -38,48 +34,44 @@ def step_dir(run_dir, step: int) -> Path:
     return Path(run_dir) / STEPS_DIR / f"step_{step:06d}"
 
 
-def export_table(recipe: TrainRecipe, prompts: dict, out_dir=None) -> None:
-    """Write RUN_DIR/prompt_table.{safetensors,json} (or into ``out_dir``: an intermediate
-    step's table): the new tasks' ``prompts`` plus, byte for byte, every task of the
-    --existing table."""
-    cfg, existing, started = recipe.cfg, recipe.existing, recipe.started
+def export_table(output, prompts: dict, templates: dict, *, training: dict[str, dict], encoder: str,
+                 prefix_projection: bool, base_model: str, tokenizer, hidden_size: int, hyperparameters: dict,
+                 existing=None, existing_path: str | None = None, intermediate_step: int | None = None) -> None:
+    """Write ``output``/prompt_table.{safetensors,json}: the new tasks' ``prompts`` (with their
+    ``templates`` and ``training`` figures: train_examples, skipped_too_long, truncated, steps,
+    best_val_loss, best_step, and the ``labels`` the recipe described once from the encoded
+    training records) plus, byte for byte, every task of the ``existing`` table (a
+    :class:`~ptune_cli.ptuning.table.PromptTable` read from ``existing_path``).
+    ``intermediate_step``: ``output`` is a ``--keep-steps`` table (:func:`step_dir`) of that step.
+    Plain values: the training recipe hands them over, export needs nothing else of it."""
     table: dict = {}
-    templates: dict = {}
+    all_templates: dict = {}
     tasks: dict = {}
     if existing is not None:
         table.update(existing.prompts)  # loaded tensors, written back unchanged
-        templates.update(existing.meta.get("templates", {}))
+        all_templates.update(existing.meta.get("templates", {}))
         for name, entry in existing.meta.get("tasks", {}).items():
-            tasks[name] = {**entry, "from_existing": entry.get("from_existing") or str(cfg.existing)}
-    data = recipe.train_data
-    for name, tpl in recipe.templates.items():
+            tasks[name] = {**entry, "from_existing": entry.get("from_existing") or str(existing_path)}
+    for name, tpl in templates.items():
         table[name] = prompts[name]
-        templates[name] = tpl.to_dict()
+        all_templates[name] = tpl.to_dict()
         tasks[name] = {
             "total_virtual_tokens": tpl.total_virtual_tokens,
-            "kind": "prefix" if cfg.encoder == "prefix" else "input",
-            "encoder": cfg.encoder,
-            **({"prefix_projection": cfg.prefix_projection} if cfg.encoder == "prefix" else {}),
-            "train_examples": data.counts[name],
-            "skipped_too_long": data.skipped[name],
-            "truncated": data.truncated[name],
-            "steps": recipe.step,
-            "best_val_loss": recipe.best_val,
-            "best_step": recipe.best_step,
-            "labels": recipe.labels[name],  # eval/predict/serve need no training file
+            "kind": "prefix" if encoder == "prefix" else "input",
+            "encoder": encoder,
+            **({"prefix_projection": prefix_projection} if encoder == "prefix" else {}),
+            **training[name],
         }
     meta = {
-        "base_model": recipe.model_id,
-        "tokenizer": _tokenizer_meta(recipe.tokenizer),
-        "hidden_size": started.hidden_size,
-        "templates": templates,
+        "base_model": base_model,
+        "tokenizer": _tokenizer_meta(tokenizer),
+        "hidden_size": hidden_size,
+        "templates": all_templates,
         "tasks": tasks,
-        "hyperparameters": {**cfg.to_dict(), "total_steps": started.total_steps, "warmup_steps": started.warmup_steps,
-                            "effective_batch_size": started.effective_batch_size, "max_length": started.max_length},
+        "hyperparameters": hyperparameters,
         "created_by": "ptune train",
         "ptune_version": __version__,
     }
-    if out_dir is not None:
-        meta["intermediate_step"] = recipe.step
-    save_prompt_table(cfg.output if out_dir is None else out_dir, table, meta)
-
+    if intermediate_step is not None:
+        meta["intermediate_step"] = intermediate_step
+    save_prompt_table(output, table, meta)

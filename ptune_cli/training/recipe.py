@@ -55,7 +55,7 @@ def run_train(cfg: TrainConfig, on_event: Callable[[Event], None] | None = None)
     """
     validate(cfg)
     set_threads(cfg.threads)
-    from ptune_cli.tracking import TrainTracking  # --report-to: a listener on the events
+    from ptune_cli.training.tracking import TrainTracking  # --report-to: a listener on the events
 
     with TrainTracking(cfg, on_event) as tracking:
         recipe = TrainRecipe(cfg, tracking)
@@ -348,7 +348,7 @@ class TrainRecipe:
                 ckpt.update(optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict())
             save_checkpoint(self.cfg.output, ckpt)
             if self.cfg.keep_steps and not done:  # an intermediate step can be evaluated
-                export_table(self, acc.unwrap_model(self.encoder).table(), step_dir(self.cfg.output, self.step))
+                self._export(acc.unwrap_model(self.encoder).table(), intermediate=True)
         acc.wait_for_everyone()
 
     def _restore(self, ckpt: dict) -> None:
@@ -366,7 +366,7 @@ class TrainRecipe:
         acc = self.accelerator
         prompts = self.best_prompts if self.best_prompts is not None else acc.unwrap_model(self.encoder).table()
         if acc.is_main_process:
-            export_table(self, prompts)
+            self._export(prompts)
         self._checkpoint(done=True)
         s, data = self.started, self.train_data
         result = TrainResult(
@@ -378,6 +378,22 @@ class TrainRecipe:
         )
         self._emit(Finished(result))
         return result
+
+    def _export(self, prompts: dict, intermediate: bool = False) -> None:
+        """The prompt table into RUN_DIR, or (``intermediate``) this step's into RUN_DIR/steps/."""
+        cfg, s, data = self.cfg, self.started, self.train_data
+        training = {name: {"train_examples": data.counts[name], "skipped_too_long": data.skipped[name],
+                           "truncated": data.truncated[name], "steps": self.step, "best_val_loss": self.best_val,
+                           "best_step": self.best_step,
+                           "labels": self.labels[name]}  # eval/predict/serve need no training file
+                    for name in self.templates}
+        hyper = {**cfg.to_dict(), "total_steps": s.total_steps, "warmup_steps": s.warmup_steps,
+                 "effective_batch_size": s.effective_batch_size, "max_length": s.max_length}
+        export_table(step_dir(cfg.output, self.step) if intermediate else cfg.output, prompts, self.templates,
+                     training=training, encoder=cfg.encoder, prefix_projection=cfg.prefix_projection,
+                     base_model=self.model_id, tokenizer=self.tokenizer, hidden_size=s.hidden_size,
+                     hyperparameters=hyper, existing=self.existing, existing_path=cfg.existing,
+                     intermediate_step=self.step if intermediate else None)
 
     def _emit(self, event: Event) -> None:
         if self.accelerator.is_main_process:  # one report, not one per process
