@@ -152,7 +152,7 @@ def resolve_setting(cfg, task: Task, model, tok, golds: list[str], one_line: boo
     if cands:
         horizon = 2 + max(len(tok(" " + c, add_special_tokens=False)["input_ids"]) for c in cands)
     limit = min(limit, _prefix_window_limit(model, task.prompt, horizon))
-    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit)
+    return DecodeSetting(task.template, task.prompt, max_new, one_line, cands, limit, cfg.decode)
 
 
 def make_job(cfg, model, tok, records: list[dict], settings: list, prepare=None, head_checked: bool = False) -> EvalJob:
@@ -184,27 +184,34 @@ OnBatch = Callable[[list[tuple[int, dict]]], None]
 def decode(job: EvalJob, todo: list[bool], on_progress=None, on_batch: OnBatch | None = None) -> dict[int, dict]:
     """``{index: {"prediction": …}}`` (+ ``"scores"`` with rank decoding) for the records with
     ``todo[i]``; the others (done in an earlier run) are not decoded. Records of different
-    tasks share batches."""
+    tasks share batches; each task's decoding mode (its setting's ``decode``) decodes its
+    records, all tasks of one mode together."""
     from ptune_cli.inference.decode import generate_rows, rank_rows
 
-    encs = [e if want else None for e, want in zip(job.encodings, todo, strict=True)]
-    cands = [s.candidates for s in job.settings]
+    out: dict[int, dict] = {}
+    for mode in dict.fromkeys(s.decode for s in job.settings):
+        idx = [i for i, s in enumerate(job.settings) if s.decode == mode and todo[i]]
+        if not idx:
+            continue
+        encs = [job.encodings[i] for i in idx]
+        settings = [job.settings[i] for i in idx]
 
-    def keep(idx, preds, scores=None):
-        if on_batch is not None:
-            on_batch([(i, _fields(p, scores[k] if scores else None, cands[i]))
-                      for k, (i, p) in enumerate(zip(idx, preds, strict=True))])
+        def keep(batch, preds, scores=None, idx=idx, settings=settings):
+            if on_batch is not None:
+                on_batch([(idx[b], _fields(p, scores[k] if scores else None, settings[b].candidates))
+                          for k, (b, p) in enumerate(zip(batch, preds, strict=True))])
 
-    if job.decode == "rank":
-        preds, scores = rank_rows(job.model, job.tokenizer, job.records, encs, job.settings,
-                                  batch_size=job.batch_size, on_progress=on_progress, on_batch=keep,
-                                  head_checked=job.head_checked)
-        out = [_fields(p, s, c) for p, s, c in zip(preds, scores, cands, strict=True)]
-    else:
-        preds = generate_rows(job.model, job.tokenizer, encs, job.settings, batch_size=job.batch_size,
-                              on_progress=on_progress, on_batch=keep)
-        out = [{"prediction": p} for p in preds]
-    return {i: f for i, f in enumerate(out) if todo[i]}
+        if mode == "rank":
+            preds, scores = rank_rows(job.model, job.tokenizer, [job.records[i] for i in idx], encs, settings,
+                                      batch_size=job.batch_size, on_progress=on_progress, on_batch=keep,
+                                      head_checked=job.head_checked)
+            fields = [_fields(p, sc, st.candidates) for p, sc, st in zip(preds, scores, settings, strict=True)]
+        else:
+            preds = generate_rows(job.model, job.tokenizer, encs, settings, batch_size=job.batch_size,
+                                  on_progress=on_progress, on_batch=keep)
+            fields = [{"prediction": p} for p in preds]
+        out.update(zip(idx, fields, strict=True))
+    return out
 
 
 PREDICTION_FIELDS = ("prediction", "scores", "skipped")  # what decoding adds to a record

@@ -17,8 +17,9 @@ from ptune_cli.ptuning.template import TaskTemplate
 class DecodeSetting:
     """How a task's records are decoded: its template and prompt (a [T, h] tensor, a
     :class:`~ptune_cli.ptuning.prefix.Prefix`, or None for a baseline), the generation limit,
-    whether a newline ends the answer, the candidates of ``--decode rank`` and the longest
-    prompt that fits the model (``limit`` tokens, new tokens and the window rule counted)."""
+    whether a newline ends the answer, the candidates of ``--decode rank``, the longest prompt
+    that fits the model (``limit`` tokens, new tokens and the window rule counted) and the
+    decoding mode (records of one mode share batches across tasks)."""
 
     template: TaskTemplate | None
     prompt: Any
@@ -26,6 +27,7 @@ class DecodeSetting:
     stop_at_newline: bool = True
     candidates: list[str] | None = None
     limit: int = 1 << 30
+    decode: str = "generate"  # generate | rank: how this task's records are decoded
 
     @property
     def taskname(self) -> str:
