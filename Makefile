@@ -43,7 +43,7 @@ test-slow: setup  ## slow tests: the real packaged SmolLM2-135M, longer runs
 lint: setup  ## ruff
 	$(BIN)/ruff check ptune_cli tests bench
 
-bench: setup  ## peer comparisons printed as ratios (translate, train incl. prefix, eval, serve load test)
+bench: setup  ## peer comparisons printed as ratios (translate, train incl. prefix, eval, serve load test, mixed-task batches)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:  ## remove build and run outputs (keeps .venv)

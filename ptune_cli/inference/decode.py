@@ -58,6 +58,16 @@ def stop_token_ids(tokenizer, stop_at_newline: bool) -> list[int]:
     return stops
 
 
+def _prefill(model, encs: Sequence[Encoded], prompt, pad_id: int, *, horizon: int = 0, head: bool = True):
+    """:func:`~.prefill.prefill` (its name before tasks could mix; structured decoding calls it)."""
+    return prefill(model, encs, prompt, pad_id, horizon=horizon, head=head)
+
+
+def _window_groups(model, encs: Sequence[Encoded | None], idx: list[int], prompt, horizon: int) -> list[list[int]]:
+    """:func:`~.prefill.window_split` for records of one prompt (its name before tasks could mix)."""
+    return window_split(model, encs, idx, [prompt] * len(encs), horizon)
+
+
 def _batches(encs: Sequence[Encoded | None], batch_size: int, batch_cost: float = 0.0) -> list[list[int]]:
     """Indices of the encodable records, longest first, in batches of at most ``batch_size``.
 

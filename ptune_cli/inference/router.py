@@ -1,11 +1,13 @@
-"""Records of several tasks → one job per task → predictions in input order (``ptune predict``
-and ``ptune serve``).
+"""Records of several tasks → one job → predictions in input order (``ptune predict`` and
+``ptune serve``).
 
 :class:`Router` holds what is fixed for a prompt table: the base model (loaded once), each
-task's :class:`~ptune_cli.inference.job.Task` and its resolved decoding settings. Its
-:meth:`Router.predict` groups records by task and runs :func:`~ptune_cli.inference.job.build_job`
-(with the loaded model) and :func:`~ptune_cli.inference.job.decode` — the code ``ptune eval``
-predicts with, so the same record gets the same prediction from eval, predict and serve.
+task's :class:`~ptune_cli.inference.job.Task` and its :class:`~ptune_cli.inference.setting.DecodeSetting`,
+resolved once at load (and again when serve reloads the table). :meth:`Router.predict` encodes
+each record with its task's setting and decodes them all in one job
+(:func:`~ptune_cli.inference.job.decode`, records of different tasks in shared batches) — the
+code ``ptune eval`` predicts with, so the same record gets the same prediction from eval,
+predict and serve.
 
 A record's task is its ``taskname``, else ``--task``, else the table's only task. Records need
 the template's input fields as strings; the answer field is not needed (no gold labels).
