@@ -153,6 +153,7 @@ class _Row:
     def __init__(self, grammar: Grammar, record: dict):
         self.g, self.record = grammar, record
         self.node, self.out, self.pending, self.slots, self.done = grammar.start, [], [], 0, False
+        self._values: dict[bool, dict] = {}  # the record's value tries (built once each)
 
     def _next(self, step: tuple) -> dict | None:
         kind = step[0]
@@ -160,7 +161,10 @@ class _Row:
             return self.g.first if self.g.max_slots > 0 else self.g.none
         if kind == "value":
             self.slots += 1
-            return self.g.values(self.record, last=self.slots >= self.g.max_slots)
+            last = self.slots >= self.g.max_slots
+            if last not in self._values:
+                self._values[last] = self.g.values(self.record, last)
+            return self._values[last]
         if kind == "type":  # after "VALUE),": only written while more slots are allowed
             return self.g.types
         return None
