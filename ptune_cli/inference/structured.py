@@ -14,10 +14,10 @@ A closed label set (``answers`` stored in the run) is one segment: ``ANSWER`` + 
 
 Segments are tokenized on their own and cut where the tokenizers split text anyway (before a
 space + word, after ``(``), so the tokens are the ones the training labels were made of.
-Where a trie node has one child the token is forced: forced tokens are appended without a
-forward pass of their own and run together with the next chosen one, as one chunk per row.
-At a choice only the allowed tokens' rows of the LM head are computed (``head_logits``), not
-the whole vocabulary.
+Where a trie node has one child the token is forced: no logits are computed for it, and
+forced runs go through the model several tokens per pass (as many as every row of the batch
+has pending: no padding, which on a CPU costs as much as real tokens). At a choice only the
+allowed tokens' rows of the LM head are computed (``head_logits``), not the whole vocabulary.
 
 Why not a library: xgrammar, outlines, transformers-cfg and lm-format-enforcer constrain a
 ``generate``-style loop with a logits processor over the full vocabulary and compile a grammar
@@ -43,7 +43,7 @@ from ptune_cli.inference.decode import (
     _window_groups,
     decode_prediction,
 )
-from ptune_cli.ptuning.model import check_gathered_head, head_logits, run_cached, sliding_window
+from ptune_cli.ptuning.model import check_gathered_head, head_logits, run_cached
 from ptune_cli.ptuning.prefix import as_prompt
 from ptune_cli.ptuning.template import TaskTemplate
 
@@ -196,63 +196,58 @@ class _Row:
         return [t for t in self.node if t != END]
 
 
-def _run_pending(model, rows: list[_Row], cache, mask, last, pad_id: int):
-    """Every row's pending tokens in one forward pass (right-aligned, padding masked)."""
-    device = mask.device
-    width = max(len(r.pending) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    own = torch.zeros((len(rows), width), dtype=torch.long)
-    for b, r in enumerate(rows):
-        n = len(r.pending)
-        ids[b, width - n:] = torch.tensor(r.pending)
-        own[b, width - n:] = 1
-        r.pending = []
-    ids, own = ids.to(device), own.to(device)
-    pos = last[:, None] + own.cumsum(-1)
-    mask = torch.cat([mask, own], dim=1)
+def _feed(model, rows: list[_Row], cache, mask, last):
+    """The first ``w`` pending tokens of every row in one forward pass, ``w`` the fewest any row
+    has: no padding (a row with more keeps the rest for the next pass). A row whose pending
+    tokens are all run is at a choice, and the returned hidden state is its last token's."""
+    w = min(len(r.pending) for r in rows)
+    ids = torch.tensor([r.pending[:w] for r in rows], dtype=torch.long, device=mask.device)
+    for r in rows:
+        del r.pending[:w]
+    pos = last[:, None] + 1 + torch.arange(w, device=mask.device)
+    mask = torch.cat([mask, mask.new_ones(len(rows), w)], dim=1)
     out, cache = run_cached(model.base_model, cache, input_ids=ids, attention_mask=mask, position_ids=pos)
     return out.last_hidden_state[:, -1], cache, mask, pos[:, -1]
 
 
+def _choose(model, rows: list[_Row], hidden) -> None:
+    """Each row's greedy choice among its allowed tokens: only those rows of the LM head."""
+    choices = [r.choices() for r in rows]
+    vocab = sorted({t for c in choices for t in c})
+    col = {t: j for j, t in enumerate(vocab)}
+    allowed = torch.zeros((len(rows), len(vocab)), dtype=torch.bool)
+    for k, c in enumerate(choices):
+        allowed[k, [col[t] for t in c]] = True
+    logits = head_logits(model, hidden, vocab).float().masked_fill(~allowed.to(hidden.device), float("-inf"))
+    for r, j in zip(rows, logits.argmax(-1).tolist(), strict=True):
+        r.take(vocab[j])
+
+
 def structured_ids(model, tokenizer, grammar: Grammar, records: Sequence[dict], encs, prompt,
                    horizon: int = 64) -> list[list[int]]:
-    """One batch: the grammar's greedy walk per record (new token ids, EOS included)."""
+    """One batch: the grammar's greedy walk per record (new token ids, EOS included).
+
+    Every pass feeds each row the same number of tokens, so the cache never holds padding
+    between a row's tokens (sliding windows see what they see one record at a time); forced
+    runs every row shares (``\nIntent:``) go in one pass, and a row at a choice waits for no one."""
     rows = [_Row(grammar, r) for r in records]
     hidden, cache, mask, last = _prefill(model, encs, prompt, tokenizer.pad_token_id, horizon=horizon, head=False)
     alive = list(range(len(rows)))
     for r in rows:
         r.advance()
     while True:
+        ready = [k for k, i in enumerate(alive) if not rows[i].pending and not rows[i].done]
+        if ready:  # their hidden state is their last token's
+            _choose(model, [rows[alive[k]] for k in ready], hidden[ready])
         keep = [k for k, i in enumerate(alive) if not rows[i].done]
         if not keep:
             break
         if len(keep) < len(alive):
             sel = torch.tensor(keep, device=mask.device)
-            alive, mask, last, hidden = [alive[k] for k in keep], mask[sel], last[sel], hidden[sel]
+            alive, mask, last = [alive[k] for k in keep], mask[sel], last[sel]
             cache.batch_select_indices(sel)
-        if any(rows[i].pending for i in alive):  # forced tokens (and the last choice) not yet run
-            hidden, cache, mask, last = _run_pending(model, [rows[i] for i in alive], cache, mask, last,
-                                                     tokenizer.pad_token_id)
-        choices = [rows[i].choices() for i in alive]
-        vocab = sorted({t for c in choices for t in c})
-        col = {t: j for j, t in enumerate(vocab)}
-        allowed = torch.zeros((len(alive), len(vocab)), dtype=torch.bool)
-        for k, c in enumerate(choices):
-            allowed[k, [col[t] for t in c]] = True
-        logits = head_logits(model, hidden, vocab).float().masked_fill(~allowed.to(hidden.device), float("-inf"))
-        for k, j in enumerate(logits.argmax(-1).tolist()):
-            rows[alive[k]].take(vocab[j])
+        hidden, cache, mask, last = _feed(model, [rows[i] for i in alive], cache, mask, last)
     return [r.out for r in rows]
-
-
-def _groups(model, encs, idx: list[int], prompt, horizon: int) -> list[list[int]]:
-    """Rows decoded together. Forced chunks differ in length between rows, so the cache gets
-    padding between a row's tokens: where a sliding window could reach back that far, a
-    padded row would see fewer real tokens than alone, so each record is decoded alone."""
-    window = sliding_window(model)
-    if window is not None and max(len(encs[i].input_ids) for i in idx) + horizon > window:
-        return [[i] for i in idx]
-    return _window_groups(model, encs, idx, prompt, horizon)
 
 
 @torch.inference_mode()
@@ -268,7 +263,7 @@ def structured_texts(model, tokenizer, template: TaskTemplate, labels: dict, rec
     preds = [""] * len(encs)
     prompt = as_prompt(prompt)
     for idx in _batches(encs, batch_size, batch_cost=16.0 * 8):  # a few choices per answer
-        for sub in _groups(model, encs, idx, prompt, horizon):
+        for sub in _window_groups(model, encs, idx, prompt, horizon):
             outs = structured_ids(model, tokenizer, grammar, [records[i] for i in sub], [encs[i] for i in sub], prompt,
                                   horizon)
             for i, ids in zip(sub, outs, strict=True):
