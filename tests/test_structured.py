@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from ptune_cli.inference.structured import (
+    _groups,
     _Row,
     build_trie,
     grammar_for,
@@ -113,8 +114,12 @@ def test_batched_structured_decoding_equals_a_naive_walk(family):  # noqa: F811
     records = _records()
     encs = [encode_example(TPL, r, tok, include_answer=False) for r in records]
     prompt = _prompt(model)
-    with torch.no_grad():
-        batched = structured_ids(model, tok, grammar, records, encs, prompt)
+    with torch.no_grad():  # batched as the window allows (see structured._groups)
+        batched = [None] * len(records)
+        for sub in _groups(model, encs, list(range(len(records))), prompt, 64):
+            outs = structured_ids(model, tok, grammar, [records[i] for i in sub], [encs[i] for i in sub], prompt)
+            for i, ids in zip(sub, outs, strict=True):
+                batched[i] = ids
     want = [_naive(model, tok, grammar, r, e, prompt) for r, e in zip(records, encs, strict=True)]
     assert batched == want
     texts = structured_texts(model, tok, TPL, lab, records, encs, prompt, batch_size=3)
