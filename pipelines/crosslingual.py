@@ -84,10 +84,10 @@ def main() -> None:
     ap.add_argument("task", choices=["sentiment", "intent-slot"])
     ap.add_argument("-o", "--out", required=True)
     ap.add_argument("--model", default="packaged:gemma3-270m")
-    ap.add_argument("--steps", type=int, default=None, help="sentiment: 100 (the demo's); intent-slot: 300")
+    ap.add_argument("--steps", type=int, default=None, help="sentiment: 100 (the demo's); intent-slot: 150")
     ap.add_argument("--folds", type=int, default=3, help="sentiment only (intent-slot: one split)")
     ap.add_argument("--en-train", type=Path, help="intent-slot: English training records")
-    ap.add_argument("--n-en", type=int, default=2400, help="intent-slot: English records used")
+    ap.add_argument("--n-en", type=int, default=1200, help="intent-slot: English records used")
     ap.add_argument("--seed", type=int, default=42)
     a = ap.parse_args()
     out = Path(a.out)
@@ -101,7 +101,7 @@ def main() -> None:
     else:
         if a.en_train is None:
             ap.error("intent-slot needs --en-train (English NLU-Evaluation-Data records)")
-        steps = a.steps or 300
+        steps = a.steps or 150
         folds = intent_slot_folds(a.en_train, a.n_en, a.seed)
         train_flags = ["--template", str(HERE.parent / "templates" / "intent-slot-prefix-gemma.json"), "--encoder", "prefix",
                        "--lr", "1e-2", "--init", "labels"]
