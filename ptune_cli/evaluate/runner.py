@@ -138,16 +138,7 @@ def _predict_and_score(cfg: EvalConfig, label_map, on_progress, on_total):
     task = load_task(cfg, tpl, table, one_line)
     job = build_job(cfg, task, records, golds, one_line)
     partial = _partial(cfg, data)
-    done = {int(r.pop("i")): r for r in partial.open()} if partial else {}
-    todo = [i not in done for i in range(len(records))]
-    n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
-    if on_total:
-        on_total(n_new)
-    t0 = time.perf_counter()
-    with resumable_on_failure(partial):
-        fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
-    seconds = time.perf_counter() - t0
-    pred_recs = [with_prediction(rec, done[i] if i in done else fields[i]) for i, rec in enumerate(records)]
+    pred_recs, done, n_new, seconds = _decode_resumable(job, records, partial, on_progress, on_total)
     meta = _model_meta(cfg, task, job, metric, resumed=len(done))
     meta.seconds = round(seconds, 3)
     meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
@@ -206,16 +197,7 @@ def _predict_and_score_tasks(cfg: EvalConfig, data: TestData, label_map, on_prog
         t["setting"] = resolve_setting(cfg, t["task"], model, tok, t["golds"], t["one_line"])
     job = make_job(cfg, model, tok, data.records, [per[n]["setting"] for n in names])
     partial = _partial(cfg, data)
-    done = {int(r.pop("i")): r for r in partial.open()} if partial else {}
-    todo = [i not in done for i in range(len(names))]
-    n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
-    if on_total:
-        on_total(n_new)
-    t0 = time.perf_counter()
-    with resumable_on_failure(partial):
-        fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
-    seconds = time.perf_counter() - t0
-    pred_recs = [with_prediction(rec, done[i] if i in done else fields[i]) for i, rec in enumerate(data.records)]
+    pred_recs, done, n_new, seconds = _decode_resumable(job, data.records, partial, on_progress, on_total)
     results: dict = {"tasks": {}, "n": len(names)}
     for name, t in per.items():
         preds = [pred_recs[i]["prediction"] for i in t["idx"]]
@@ -230,6 +212,22 @@ def _predict_and_score_tasks(cfg: EvalConfig, data: TestData, label_map, on_prog
     meta.records_per_s = round(n_new / seconds, 3) if n_new and seconds else None
     results["meta"] = {**meta.to_dict(), "tasks": list(per)}
     return results, pred_recs, partial, []
+
+
+def _decode_resumable(job, records: list[dict], partial, on_progress, on_total):
+    """Decode the records the partial file does not hold yet; ``(records with their prediction,
+    the resumed ones by index, how many were decoded now, seconds)``."""
+    done = {int(r.pop("i")): r for r in partial.open()} if partial else {}
+    todo = [i not in done for i in range(len(records))]
+    n_new = sum(want and e is not None for want, e in zip(todo, job.encodings, strict=True))
+    if on_total:
+        on_total(n_new)
+    t0 = time.perf_counter()
+    with resumable_on_failure(partial):
+        fields = decode(job, todo, on_progress, keep_batches(partial, DELAY_ENV))
+    seconds = time.perf_counter() - t0
+    pred_recs = [with_prediction(rec, done[i] if i in done else fields[i]) for i, rec in enumerate(records)]
+    return pred_recs, done, n_new, seconds
 
 
 def _partial(cfg: EvalConfig, data: TestData) -> ResumableJSONL | None:
