@@ -30,9 +30,9 @@ from ptune_cli.io import (
     output_error,
     output_mode,
     require_text_fields,
+    swap_in_folder,
     write_json,
     write_records,
-    writing,
 )
 from ptune_cli.labels import looks_like_intent_slot, parse_intent_slot
 from ptune_cli.options import option, validate
@@ -289,14 +289,7 @@ def run_kfold(input: str | os.PathLike, outdir: str | os.PathLike, cfg: KFoldCon
                 entry["label_counts"][split] = dict(sorted(labels.items()))
             manifest["folds"].append(entry)
         write_json(tmp / "manifest.json", manifest)
-        with writing(outdir):
-            if outdir.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.old.", dir=outdir.parent))
-                os.replace(outdir, old / "x")
-                os.replace(tmp, outdir)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, outdir)
+        swap_in_folder(tmp, outdir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

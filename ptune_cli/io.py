@@ -174,6 +174,21 @@ def writing(path: str | os.PathLike) -> Iterator[None]:
         raise output_error(path, e) from None
 
 
+def swap_in_folder(tmp: Path, out: Path) -> None:
+    """Put the finished folder ``tmp`` at ``out`` by renames (same parent): an earlier ``out`` is
+    moved aside first and removed only once the new one is in place; errors are one line."""
+    import shutil
+
+    with writing(out):
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+            os.replace(out, old / "x")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+
+
 class _Guarded:
     """A file object whose write/flush errors become :func:`output_error` (the data's producer
     runs between the writes, so its own OSErrors, e.g. reading an input, keep their meaning)."""

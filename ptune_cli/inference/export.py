@@ -26,7 +26,6 @@ Prefix (deep) prompts live in every layer's keys and values: no vocabulary row c
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import tempfile
@@ -343,7 +342,7 @@ def check_ids(tpl, tok, entry: dict, token_ids: list[int], records: list[dict]) 
 def _write_folder(out: Path, model, tok, meta: dict) -> None:
     """Weights, config, generation config, tokenizer and the tasks file, built beside ``out``
     and swapped in whole (an earlier export there is replaced only on success)."""
-    from ptune_cli.io import output_error, output_mode, write_json, writing
+    from ptune_cli.io import output_error, output_mode, swap_in_folder, write_json, writing
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -359,14 +358,7 @@ def _write_folder(out: Path, model, tok, meta: dict) -> None:
         mode = output_mode(tmp / "x")  # what open() gives a new file (some writers use mkstemp's 0600)
         for f in tmp.iterdir():
             f.chmod(mode)
-        with writing(out):
-            if out.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-                os.replace(out, old / "x")
-                os.replace(tmp, out)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, out)
+        swap_in_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
