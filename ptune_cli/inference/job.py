@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ptune_cli.errors import UserError
-from ptune_cli.io import display_name, iter_records
+from ptune_cli.io import display_name
 from ptune_cli.ptuning.template import TaskTemplate
 
 _DEFAULT_MAX_NEW_TOKENS = 64
@@ -94,24 +94,29 @@ def load_task(cfg, tpl: TaskTemplate, table, one_line: bool) -> Task:
 
 
 def candidates(cfg, task: Task, golds: list[str]) -> list[str]:
-    """Labels for rank decoding: --labels, else the task's answers stored in the run, else the
-    answers of the training file (an older run's saved --train, or the baseline's --train),
-    else the gold labels of the test data."""
+    """Labels for rank decoding: --labels, else the answers the run knows (:func:`run_answers`;
+    a baseline: its --train's), else the gold labels of the test data."""
     if cfg.labels:
         return list(dict.fromkeys(x for x in cfg.labels if x))
-    stored = stored_labels(task).get("answers") if cfg.mode == "run" else None
+    known = run_answers(task) if cfg.mode == "run" else _file_answers(cfg.train, task)
+    return known or sorted(set(golds))
+
+
+def run_answers(task: Task) -> list[str]:
+    """The task's answers stored in the run, else those of the run's saved --train file when it
+    is still there (an older table), else ``[]``."""
+    stored = stored_labels(task).get("answers")
     if stored:  # written by ptune train: no need for the training file to still be there
         return list(stored)
-    train = (task.run_meta.get("hyperparameters") or {}).get("train") if cfg.mode == "run" else cfg.train
-    name, answer = task.template.taskname, task.template.answer_field
-    if isinstance(train, str) and Path(train).is_file():
-        seen = {
-            r[answer] for _, r in iter_records(train, {}, allow_empty=True)
-            if isinstance(r.get(answer), str) and r.get("taskname", name) == name
-        }
-        if seen:
-            return sorted(seen)
-    return sorted(set(golds))
+    return _file_answers((task.run_meta.get("hyperparameters") or {}).get("train"), task)
+
+
+def _file_answers(train, task: Task) -> list[str]:
+    from ptune_cli.ptuning.labelset import answers_in_file
+
+    if not (isinstance(train, str) and Path(train).is_file()):
+        return []
+    return sorted(set(answers_in_file(train, task.template.taskname, task.template.answer_field)))
 
 
 def stored_labels(task: Task) -> dict:

@@ -19,7 +19,6 @@ import contextlib
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any
 
 from ptune_cli.errors import UserError
@@ -57,7 +56,7 @@ def training_answers(task) -> list[str]:
     kept from ``train --existing`` was trained in the run its ``from_existing`` names."""
     from pathlib import Path
 
-    from ptune_cli.inference.job import candidates
+    from ptune_cli.inference.job import run_answers
     from ptune_cli.io import loads_strict
     from ptune_cli.ptuning.table import PROMPT_META_FILE
 
@@ -71,7 +70,7 @@ def training_answers(task) -> list[str]:
             meta = loads_strict(origin.read_text(encoding="utf-8"))
             if isinstance(meta, dict):
                 task = dataclasses.replace(task, run_meta=meta)
-    return candidates(SimpleNamespace(labels=None, mode="run", train=None), task, [])
+    return run_answers(task)
 
 
 def check_record(templates: dict, record: dict, default: str | None = None) -> str:
